@@ -1,0 +1,146 @@
+/**
+ * A read-only view of the pod in an AdmissionReview, after a shape check.
+ *
+ * The API server only sends pods that decoded into its typed Pod, but the webhook must
+ * not trust that: anything the rules read is checked here once, so rules can rely on
+ * string-valued maps and never crash on `annotations: null` or a number where a string
+ * belongs. Keys are held in Maps, so "__proto__" is just a key.
+ */
+import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
+import { isQualifiedName } from './annotations.js';
+
+export interface PodView {
+  /** The object exactly as sent; never mutated. */
+  readonly raw: V1Pod;
+  readonly namespace: string;
+  /** metadata.name, or generateName (usually the only one set at admission). */
+  readonly displayName: string;
+  readonly name: string;
+  readonly generateName: string;
+  readonly annotations: ReadonlyMap<string, string>;
+  readonly labels: ReadonlyMap<string, string>;
+  readonly hostNetwork: boolean;
+  /** Well-formed containers with their index in the raw list. */
+  readonly containers: readonly IndexedContainer[];
+  readonly initContainers: readonly IndexedContainer[];
+  readonly volumeNames: readonly string[];
+}
+
+export interface IndexedContainer {
+  readonly list: 'containers' | 'initContainers';
+  readonly index: number;
+  readonly name: string;
+  readonly image: string;
+  readonly container: V1Container;
+  /** Env entries with a literal string value, with their raw index (valueFrom entries are skipped). */
+  readonly env: ReadonlyArray<{ readonly index: number; readonly name: string; readonly value: string }>;
+}
+
+export type InspectResult = { ok: true; pod: PodView } | { ok: false; reason: string };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function stringMap(v: unknown, where: string): Map<string, string> | string {
+  const out = new Map<string, string>();
+  if (v === undefined || v === null) return out;
+  if (!isObject(v)) return `${where} is not a map`;
+  for (const key of Object.keys(v)) {
+    if (typeof v[key] !== 'string') return `${where} has a non-string value`;
+    if (!isQualifiedName(key)) return `${where} has a key that is not a valid qualified name`;
+    out.set(key, v[key] as string);
+  }
+  return out;
+}
+
+function indexContainers(v: unknown, list: IndexedContainer['list']): IndexedContainer[] | string {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) return `spec.${list} is not a list`;
+  const out: IndexedContainer[] = [];
+  v.forEach((c: unknown, index) => {
+    if (!isObject(c)) return;
+    const env: { index: number; name: string; value: string }[] = [];
+    if (Array.isArray(c.env)) {
+      c.env.forEach((e: unknown, i) => {
+        if (isObject(e) && typeof e.name === 'string' && typeof e.value === 'string') env.push({ index: i, name: e.name, value: e.value });
+      });
+    }
+    out.push({
+      list,
+      index,
+      name: typeof c.name === 'string' ? c.name : '',
+      image: typeof c.image === 'string' ? c.image : '',
+      container: c as unknown as V1Container,
+      env,
+    });
+  });
+  return out;
+}
+
+/** Checks the shape of `object` and builds the view, or says why the pod is left alone. */
+export function inspectPod(object: unknown, requestNamespace: string | undefined): InspectResult {
+  if (!isObject(object)) return { ok: false, reason: 'request.object is not a map' };
+  const metadata = object.metadata;
+  if (metadata !== undefined && metadata !== null && !isObject(metadata)) return { ok: false, reason: 'metadata is not a map' };
+  const meta = isObject(metadata) ? metadata : {};
+  const annotations = stringMap(meta.annotations, 'metadata.annotations');
+  if (typeof annotations === 'string') return { ok: false, reason: annotations };
+  const labels = stringMap(meta.labels, 'metadata.labels');
+  if (typeof labels === 'string') return { ok: false, reason: labels };
+  const spec = object.spec;
+  if (spec !== undefined && spec !== null && !isObject(spec)) return { ok: false, reason: 'spec is not a map' };
+  const s = isObject(spec) ? spec : {};
+  const containers = indexContainers(s.containers, 'containers');
+  if (typeof containers === 'string') return { ok: false, reason: containers };
+  const initContainers = indexContainers(s.initContainers, 'initContainers');
+  if (typeof initContainers === 'string') return { ok: false, reason: initContainers };
+  const name = typeof meta.name === 'string' ? meta.name : '';
+  const generateName = typeof meta.generateName === 'string' ? meta.generateName : '';
+  const namespace =
+    typeof requestNamespace === 'string' && requestNamespace !== ''
+      ? requestNamespace
+      : typeof meta.namespace === 'string' ? meta.namespace : '';
+  const volumeNames = Array.isArray(s.volumes)
+    ? s.volumes.flatMap((v: unknown) => (isObject(v) && typeof v.name === 'string' ? [v.name] : []))
+    : [];
+  return {
+    ok: true,
+    pod: {
+      raw: object as V1Pod,
+      namespace,
+      name,
+      generateName,
+      displayName: name || generateName,
+      annotations,
+      labels,
+      hostNetwork: s.hostNetwork === true,
+      containers,
+      initContainers,
+      volumeNames,
+    },
+  };
+}
+
+/** The view as it will be once `annotations`/`labels` changes are applied (for later rules). */
+export function withMetadata(
+  pod: PodView,
+  annotations: ReadonlyMap<string, string>,
+  labels: ReadonlyMap<string, string>,
+): PodView {
+  return { ...pod, annotations, labels };
+}
+
+/** Image name without registry host, path, tag or digest: "registry.istio.io/release/install-cni:1.30" → "install-cni". */
+export function imageName(image: string): string {
+  let s = image;
+  const at = s.indexOf('@');
+  if (at !== -1) s = s.slice(0, at);
+  const slash = s.lastIndexOf('/');
+  if (slash !== -1) s = s.slice(slash + 1);
+  const colon = s.indexOf(':');
+  return colon === -1 ? s : s.slice(0, colon);
+}
+
+export function findEnv(c: IndexedContainer, name: string): V1EnvVar | undefined {
+  const e = c.env.find((x) => x.name === name);
+  return e ? { name: e.name, value: e.value } : undefined;
+}

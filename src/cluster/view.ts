@@ -1,0 +1,57 @@
+/**
+ * The read-only slice of cluster state that rules may consult at admission time.
+ *
+ * An AdmissionReview carries the pod but not its namespace, and most decisions hang on
+ * namespace labels, so the answer distinguishes "known", "the namespace does not exist"
+ * and "unknown" (no cluster access, or not synced): rules fall back to configured
+ * defaults on "unknown" and say so in their reasons.
+ */
+export type NamespaceLookup =
+  | { readonly state: 'known'; readonly labels: Readonly<Record<string, string>> }
+  | { readonly state: 'absent' }
+  | { readonly state: 'unknown'; readonly reason: string };
+
+/** off: no cluster configured; syncing: before first sync; synced; degraded: watch broken or sync timed out. */
+export type ClusterViewState = 'off' | 'syncing' | 'synced' | 'degraded';
+
+export interface ClusterView {
+  readonly state: ClusterViewState;
+  /**
+   * Labels of a namespace, from memory. On a cache miss an implementation may do one
+   * bounded live GET (never longer than its configured timeout, never retried in a loop).
+   */
+  namespaceLabels(name: string): Promise<NamespaceLookup>;
+  /** ClusterIPs (IPv4 and IPv6) of the Dynatrace ActiveGate Services; null when unknown. */
+  activeGateServiceIPs(): readonly string[] | null;
+  /** Resolves after the first sync, or after the bounded wait; never rejects. */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const OFF_REASON = 'cluster view is off (no in-cluster config and no KUBECONFIG)';
+
+/** The view used when no cluster is reachable: every answer is "unknown". */
+export const offlineClusterView: ClusterView = {
+  state: 'off',
+  namespaceLabels: async () => ({ state: 'unknown', reason: OFF_REASON }),
+  activeGateServiceIPs: () => null,
+  ready: async () => undefined,
+  close: async () => undefined,
+};
+
+/** A fixed view, for tests and for the offline `preview` CLI. */
+export function staticClusterView(
+  namespaces: Readonly<Record<string, Readonly<Record<string, string>>>>,
+  activeGateIPs: readonly string[] | null = [],
+): ClusterView {
+  return {
+    state: 'synced',
+    namespaceLabels: async (name) => {
+      const labels = Object.hasOwn(namespaces, name) ? namespaces[name] : undefined;
+      return labels ? { state: 'known', labels } : { state: 'absent' };
+    },
+    activeGateServiceIPs: () => activeGateIPs,
+    ready: async () => undefined,
+    close: async () => undefined,
+  };
+}

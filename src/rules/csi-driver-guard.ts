@@ -1,0 +1,36 @@
+/**
+ * Keeps Dynatrace's own CSI driver pods out of the meshes (dynatrace.md §3, §7). The CSI
+ * driver is not hostNetwork, so a mesh sidecar would make it wait for the mesh CNI, which
+ * may itself wait for the CSI volume. Istio's webhook selectors read the pod *label*
+ * `sidecar.istio.io/inject`; Consul reads the annotation `connect-inject`. An explicit
+ * value already on the pod is the owner's choice and is left alone.
+ */
+import { CONSUL_CONNECT_INJECT, ISTIO_INJECT } from '../admission/annotations.js';
+import type { PodView } from '../admission/pod.js';
+import type { Change, Rule, RuleResult } from './types.js';
+import { NOTHING } from './types.js';
+
+export function isDynatraceCsiDriver(pod: PodView): boolean {
+  return (
+    pod.labels.get('internal.oneagent.dynatrace.com/component') === 'csi-driver' ||
+    (pod.labels.get('app.kubernetes.io/component') === 'csi-driver' &&
+      pod.labels.get('app.kubernetes.io/name') === 'dynatrace-operator')
+  );
+}
+
+export const csiDriverGuard: Rule = {
+  name: 'csi-driver-guard',
+  summary: "Keeps Istio and Consul sidecars out of Dynatrace's CSI driver pods.",
+  evaluate(pod): RuleResult {
+    if (!isDynatraceCsiDriver(pod)) return NOTHING;
+    const changes: Change[] = [];
+    const reasons: string[] = [];
+    const why = 'Dynatrace CSI driver pod must not wait for a mesh';
+    if (pod.labels.has(ISTIO_INJECT)) reasons.push(`label ${ISTIO_INJECT} already set`);
+    else changes.push({ kind: 'label', key: ISTIO_INJECT, value: 'false', reason: why });
+    if (pod.annotations.has(CONSUL_CONNECT_INJECT)) reasons.push(`${CONSUL_CONNECT_INJECT} already set`);
+    else changes.push({ kind: 'annotation', key: CONSUL_CONNECT_INJECT, value: 'false', reason: why });
+    if (changes.length) reasons.unshift(why);
+    return { changes, reasons };
+  },
+};

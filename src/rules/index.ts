@@ -1,0 +1,8 @@
+import type { Rule } from './types.js';
+import { nodeAgentGuard } from './node-agent-guard.js';
+import { csiDriverGuard } from './csi-driver-guard.js';
+
+/** Every rule, in the order they run. Order matters only where a later rule reads what an earlier one set. */
+export const allRules: readonly Rule[] = [nodeAgentGuard, csiDriverGuard];
+
+export type { Rule, RuleContext, RuleResult, Change } from './types.js';

@@ -1,0 +1,53 @@
+import type { Config, RuleName } from '../config/schema.js';
+import type { NamespaceLookup } from '../cluster/view.js';
+import type { PodView } from '../admission/pod.js';
+
+/**
+ * What a rule wants changed. Rules never build patch operations: the patch builder
+ * (src/admission/patch.ts) turns changes into a JSON Patch that applies cleanly.
+ */
+export type Change =
+  | { readonly kind: 'annotation'; readonly key: string; readonly value: string; readonly reason: string }
+  | { readonly kind: 'label'; readonly key: string; readonly value: string; readonly reason: string }
+  | {
+      /** Replace the literal value of an existing env var (values are never logged). */
+      readonly kind: 'env';
+      readonly list: 'containers' | 'initContainers';
+      readonly containerIndex: number;
+      readonly containerName: string;
+      readonly envIndex: number;
+      readonly name: string;
+      readonly value: string;
+      readonly reason: string;
+    };
+
+export interface RuleResult {
+  readonly changes: readonly Change[];
+  /**
+   * Why the rule acted or stayed away, for the admission log. Empty when the pod is simply
+   * none of the rule's business, so ordinary pods keep a short log line.
+   */
+  readonly reasons: readonly string[];
+}
+
+export interface RuleContext {
+  readonly config: Config;
+  /** Labels of the pod's namespace, from the cluster view. */
+  readonly namespace: NamespaceLookup;
+  /** ClusterIPs of the Dynatrace ActiveGate Services; null when unknown. */
+  readonly activeGateIPs: readonly string[] | null;
+}
+
+export interface Rule {
+  readonly name: RuleName;
+  /** One line for docs and `--help`. */
+  readonly summary: string;
+  /** Pure: no I/O, no clock, no mutation of `pod`. */
+  evaluate(pod: PodView, ctx: RuleContext): RuleResult;
+}
+
+export const NOTHING: RuleResult = Object.freeze({ changes: [], reasons: [] });
+
+export function skip(reason: string): RuleResult {
+  return { changes: [], reasons: [reason] };
+}
