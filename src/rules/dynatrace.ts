@@ -1,0 +1,32 @@
+/**
+ * "Will Dynatrace inject OneAgent into this pod?" (dynatrace.md §1), shared by the rules
+ * that only matter when OneAgent is coming.
+ *
+ * The operator's pod webhook only sees namespaces it labelled
+ * `dynakube.internal.dynatrace.com/instance`, and `dynatrace.com/inject` or
+ * `oneagent.dynatrace.com/inject` parsing false (Go ParseBool; anything unparseable means
+ * the default, i.e. inject) opts the pod out.
+ */
+import { DT_INJECT, DT_NAMESPACE_INSTANCE, DT_ONEAGENT_INJECT, parseGoBool } from '../admission/annotations.js';
+import type { PodView } from '../admission/pod.js';
+import type { RuleContext } from './types.js';
+
+export type Verdict = { readonly yes: boolean; readonly reason: string };
+
+export function dynatraceWillInject(pod: PodView, ctx: RuleContext): Verdict {
+  for (const key of [DT_INJECT, DT_ONEAGENT_INJECT]) {
+    if (parseGoBool(pod.annotations.get(key)) === false) return { yes: false, reason: `${key} parses as false` };
+  }
+  const ns = ctx.namespace;
+  if (ns.state === 'known') {
+    return ns.labels[DT_NAMESPACE_INSTANCE] !== undefined
+      ? { yes: true, reason: `namespace is labelled ${DT_NAMESPACE_INSTANCE}` }
+      : { yes: false, reason: `namespace is not labelled ${DT_NAMESPACE_INSTANCE}, so Dynatrace does not inject` };
+  }
+  if (ns.state === 'absent') return { yes: false, reason: 'namespace does not exist' };
+  const assume = ctx.config.dynatrace.assumeInjectedWhenUnknown;
+  return {
+    yes: assume,
+    reason: `namespace labels unknown (${ns.reason}); dynatrace.assumeInjectedWhenUnknown is ${assume}`,
+  };
+}
