@@ -64,7 +64,7 @@ export function decodePatch(response: ReviewResponse): Op[] {
 /** Applies ops to a deep copy with validation on, and checks the metadata invariants. */
 export function applyOps<T>(object: T, ops: Op[]): T {
   const copy = structuredClone(object);
-  const result = jsonpatch.applyPatch(copy, ops as jsonpatch.Operation[], true, true).newDocument as T;
+  const result = jsonpatch.applyPatch(copy, structuredClone(ops) as jsonpatch.Operation[], true, true).newDocument as T;
   const meta = (result as { metadata?: { annotations?: unknown; labels?: unknown } }).metadata;
   for (const map of [meta?.annotations, meta?.labels]) {
     if (map === undefined || map === null) continue;

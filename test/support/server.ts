@@ -34,6 +34,8 @@ export interface TestServerOptions {
   rules?: readonly Rule[];
   env?: NodeJS.ProcessEnv;
   configFile?: string;
+  /** Drain delay on shutdown; 0 unless a test exercises draining. */
+  shutdownDelayMs?: number;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
@@ -41,7 +43,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const base = opts.config ?? parseConfig(opts.configYaml ?? '', {});
   const config: Config = {
     ...base,
-    server: { ...base.server, port: 0, host: '127.0.0.1', shutdownDelayMs: 0, tls: { ...base.server.tls, selfSignedDir: base.server.tls.selfSignedDir || dir } },
+    server: { ...base.server, port: 0, host: '127.0.0.1', shutdownDelayMs: opts.shutdownDelayMs ?? 0, tls: { ...base.server.tls, selfSignedDir: base.server.tls.selfSignedDir || dir } },
   };
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
