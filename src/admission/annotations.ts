@@ -51,6 +51,34 @@ export const DT_INJECT = 'dynatrace.com/inject';
 export const DT_ONEAGENT_INJECT = 'oneagent.dynatrace.com/inject';
 export const DT_NAMESPACE_INSTANCE = 'dynakube.internal.dynatrace.com/instance';
 export const CONSUL_CONNECT_INJECT = 'consul.hashicorp.com/connect-inject';
+/** Set by Consul's webhook once it injected the pod (consul.md §3); it then never runs again. */
+export const CONSUL_CONNECT_INJECT_STATUS = 'consul.hashicorp.com/connect-inject-status';
+/** Pod annotation and namespace label of the same key (consul.md §2). */
+export const CONSUL_TRANSPARENT_PROXY = 'consul.hashicorp.com/transparent-proxy';
+/** Output of Consul's webhook, set only when transparent proxy is on (consul.md §1, §3). */
+export const CONSUL_TRANSPARENT_PROXY_STATUS = 'consul.hashicorp.com/transparent-proxy-status';
+export const CONSUL_EXCLUDE_OUTBOUND_PORTS = 'consul.hashicorp.com/transparent-proxy-exclude-outbound-ports';
+export const CONSUL_EXCLUDE_OUTBOUND_CIDRS = 'consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs';
+/** CNI mode: the rendered iptables.Config JSON (consul.md §4-5). */
+export const CONSUL_REDIRECT_TRAFFIC_ANNOTATION = 'consul.hashicorp.com/redirect-traffic-config';
+/** Non-CNI mode: the rendered iptables.Config JSON, on the init container below. */
+export const CONSUL_REDIRECT_TRAFFIC_ENV = 'CONSUL_REDIRECT_TRAFFIC_CONFIG';
+/** `consul-connect-inject-init`, or `consul-connect-inject-init-<svc>` for multi-port pods. */
+export const CONSUL_INIT_CONTAINER = 'consul-connect-inject-init';
+
+/**
+ * Consul's splitCommaSeparatedItemsFromAnnotation (consul.md §1): strings.Split(raw, ","),
+ * no trimming, no validation, so "9999, 443" yields " 443" and "" yields [""]. Items go to
+ * iptables verbatim.
+ */
+export function consulCommaItems(value: string): string[] {
+  return value.split(',');
+}
+
+/** Whether Consul's iptables setup would choke on an item (a space or an empty item). */
+export function isBrokenConsulItem(item: string): boolean {
+  return item === '' || item.trim() !== item;
+}
 
 /** Our own per-pod opt-out. */
 export const SKIP_ANNOTATION = 'mesh-guard.io/skip';
