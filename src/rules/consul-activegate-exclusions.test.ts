@@ -192,8 +192,9 @@ describe('consul-activegate-exclusions: the exclusion annotations (before Consul
   });
 
   it('no ports configured and no CIDRs: no change, no empty annotation', async () => {
-    const { ops } = await run(meshed(), { activeGateIPs: [], configYaml: 'activeGate: {ports: []}' });
+    const { ops, reasons } = await run(meshed(), { activeGateIPs: [], configYaml: 'activeGate: {ports: []}' });
     expect(ops).toEqual([]);
+    expect(reasons).toMatch(/nothing to add: activeGate.ports and activeGate.cidrs are empty/);
   });
 
   it('ignores a ClusterIP that is not an IP, with a reason', async () => {

@@ -186,6 +186,9 @@ export const consulActiveGateExclusions: Rule = {
     if (!dynatrace.yes) return { changes: [], reasons: [consul.reason, `Dynatrace does not inject OneAgent: ${dynatrace.reason}`] };
 
     const wanted = wantedEntries(ctx);
+    if (wanted.ports.length === 0 && wanted.cidrs.length === 0) {
+      return { changes: [], reasons: [consul.reason, dynatrace.reason, ...wanted.notes, 'nothing to add: activeGate.ports and activeGate.cidrs are empty'] };
+    }
     const result = consul.kind === 'will-inject' ? beforeConsul(pod, wanted) : afterConsul(pod, wanted);
     return { changes: result.changes, reasons: [consul.reason, dynatrace.reason, ...wanted.notes, ...result.reasons] };
   },
