@@ -315,6 +315,7 @@ describe('consul-activegate-exclusions: already injected by Consul (rendered ipt
     ['ExcludeOutboundPorts is a string', '{"ExcludeOutboundPorts":"9999"}', /neither null nor a list of strings/],
     ['ExcludeOutboundCIDRs holds a number', '{"ExcludeOutboundCIDRs":[1]}', /neither null nor a list of strings/],
     ['a key Go would also decode into the field', '{"ExcludeOutboundPorts":null,"excludeoutboundports":["1"]}', /which Go would also decode into ExcludeOutboundPorts/],
+    ['a key Go folds into the field (long s)', '{"ExcludeOutboundPort\u017f":["1"]}', /which Go would also decode into ExcludeOutboundPorts/],
     ['a duplicate key', '{"ExcludeOutboundCIDRs":null,"ExcludeOutboundCIDRs":null}', /has ExcludeOutboundCIDRs more than once/],
   ];
   it.each(malformed)('leaves the rendered config alone when it is %s, with a reason', async (_name, json, reason) => {

@@ -164,7 +164,7 @@ export function addToRenderedConfig(json: string, wanted: Readonly<Record<Render
   const added = { ExcludeOutboundPorts: [] as string[], ExcludeOutboundCIDRs: [] as string[] };
   const expected: Record<string, unknown> = { ...doc };
   for (const field of RENDERED_FIELDS) {
-    const members = scan.members.filter((m) => m.key.toLowerCase() === field.toLowerCase());
+    const members = scan.members.filter((m) => goFold(m.key) === goFold(field));
     const alias = members.find((m) => m.key !== field);
     if (alias) return { ok: false, reason: `has key ${JSON.stringify(alias.key)}, which Go would also decode into ${field}` };
     if (members.length > 1) return { ok: false, reason: `has ${field} more than once` };
@@ -207,6 +207,11 @@ export function addToRenderedConfig(json: string, wanted: Readonly<Record<Render
   const keysOk = isDeepStrictEqual(keysAfter.slice(0, keysBefore.length), keysBefore);
   if (!keysOk || !isDeepStrictEqual(check, expected)) return { ok: false, reason: 'could not be edited safely (internal check failed)' };
   return { ok: true, json: out, added };
+}
+
+/** Go's encoding/json matches keys to field names with Unicode simple folding: also ſ → s and K (Kelvin) → k. */
+function goFold(key: string): string {
+  return key.replace(/\u017f/g, 's').replace(/\u212a/g, 'k').toLowerCase();
 }
 
 interface Member {
