@@ -110,3 +110,116 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 export function isValidLabelValue(value: string): boolean {
   return value.length <= 63 && LABEL_VALUE.test(value);
 }
+
+// ---------------------------------------------------------------------------------------
+// Istio metric merging and native sidecars (istio.md §1, §2, §5), Dynatrace scraping
+// annotations (dynatrace.md §5).
+
+export const ISTIO_INJECTION_LABEL = 'istio-injection';
+export const ISTIO_REV = 'istio.io/rev';
+export const ISTIO_DATAPLANE_MODE = 'istio.io/dataplane-mode';
+export const ISTIO_MERGE_METRICS = 'prometheus.istio.io/merge-metrics';
+/** Per-pod agent status port; the merged endpoint moves with it, the annotation Istio writes does not (istio.md §0.4). */
+export const ISTIO_STATUS_PORT_OVERRIDE = 'status.sidecar.istio.io/port';
+export const ISTIO_PROXY_CONFIG = 'proxy.istio.io/config';
+export const ISTIO_PROXY_CONTAINER = 'istio-proxy';
+export const ISTIO_PROMETHEUS_ENV = 'ISTIO_PROMETHEUS_ANNOTATIONS';
+/** Namespaces Istio's injector never injects (istio.md §5 step 2, initializer.go IgnoredNamespaces). */
+export const ISTIO_IGNORED_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease', 'local-path-storage'];
+/** Ports Istio ≥1.31 refuses as prometheus.io/port (istio.md §1, status.IstioReservedPortReason). */
+export const ISTIO_RESERVED_PORTS: readonly number[] = [15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090];
+export const ISTIO_MERGED_PATH = '/stats/prometheus';
+
+export const PROM_SCRAPE = 'prometheus.io/scrape';
+export const PROM_PORT = 'prometheus.io/port';
+export const PROM_PATH = 'prometheus.io/path';
+export const PROM_SCHEME = 'prometheus.io/scheme';
+
+export const DT_METRICS_SCRAPE = 'metrics.dynatrace.com/scrape';
+export const DT_METRICS_PORT = 'metrics.dynatrace.com/port';
+export const DT_METRICS_PATH = 'metrics.dynatrace.com/path';
+export const DT_METRICS_SECURE = 'metrics.dynatrace.com/secure';
+export const DT_METRICS_FILTER = 'metrics.dynatrace.com/filter';
+/** Dynatrace's documented default path (dynatrace.md §5). */
+export const DT_METRICS_DEFAULT_PATH = '/metrics';
+/** The filter Dynatrace's Istio guide gives for dropping mesh metrics (dynatrace.md §5), byte for byte. */
+export const DT_EXCLUDE_MESH_FILTER = '{"mode":"exclude","names":["istio_*","envoy_*"]}';
+
+/**
+ * Prometheus strutil.SanitizeLabelName, as Istio uses it to match annotation keys
+ * (istio.md §1): every character outside [a-zA-Z0-9_] becomes "_", case-sensitively.
+ * "prometheus.io/port", "prometheus.io.port" and "prometheus-io/port" are the same key.
+ */
+export function sanitizePrometheusLabelName(key: string): string {
+  return key.replace(/[^a-zA-Z0-9_]/g, '_');
+}
+
+/**
+ * Every annotation Istio (and a Prometheus pod scrape config) reads as the same key as
+ * `canonical`, in key order, e.g. prometheusVariants(a, PROM_PORT) → [["prometheus.io.port","9090"]].
+ */
+export function prometheusVariants(annotations: ReadonlyMap<string, string>, canonical: string): Array<[key: string, value: string]> {
+  const want = sanitizePrometheusLabelName(canonical);
+  const out: Array<[string, string]> = [];
+  for (const [k, v] of annotations) if (sanitizePrometheusLabelName(k) === want) out.push([k, v]);
+  return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/**
+ * A port written the one way every reader agrees on: decimal digits, no sign, no leading
+ * zero, 1-65535. Istio ≥1.31 also rejects "015020"-style spellings of the status port.
+ */
+export function parsePort(value: string | undefined): number | undefined {
+  if (value === undefined || !/^[1-9][0-9]{0,4}$/.test(value)) return undefined;
+  const n = Number(value);
+  return n <= 65535 ? n : undefined;
+}
+
+/**
+ * `metrics.dynatrace.com/scrape` and `/secure`: the docs only give 'true'/'false'
+ * (dynatrace.md §5); read with Go ParseBool like the operator's other booleans, so
+ * "True"/"1" count too and anything else means the default.
+ */
+export function dynatraceMetricsBool(value: string | undefined): boolean {
+  return dynatraceBool(value, false);
+}
+
+/** One `ISTIO_PROMETHEUS_ANNOTATIONS` value as pilot-agent reads it (istio.md §1). */
+export interface IstioScrapeConfig {
+  readonly scrape: string;
+  readonly path: string;
+  readonly port: string;
+  readonly targets: ReadonlyArray<{ readonly port: string; readonly path: string }>;
+}
+
+/**
+ * Parses the env JSON defensively: a non-object, or a field of the wrong type, gives
+ * undefined rather than a guess. Missing fields are "" like Go's zero value.
+ */
+export function parseIstioScrapeConfig(value: string): IstioScrapeConfig | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const o = parsed as Record<string, unknown>;
+  const str = (v: unknown): string | undefined => (v === undefined || v === null ? '' : typeof v === 'string' ? v : undefined);
+  const scrape = str(o.scrape);
+  const path = str(o.path);
+  const port = str(o.port);
+  if (scrape === undefined || path === undefined || port === undefined) return undefined;
+  const targets: Array<{ port: string; path: string }> = [];
+  if (o.targets !== undefined && o.targets !== null) {
+    if (!Array.isArray(o.targets)) return undefined;
+    for (const t of o.targets) {
+      if (typeof t !== 'object' || t === null) return undefined;
+      const tp = str((t as Record<string, unknown>).port);
+      const tpath = str((t as Record<string, unknown>).path);
+      if (tp === undefined || tpath === undefined) return undefined;
+      targets.push({ port: tp, path: tpath });
+    }
+  }
+  return { scrape, path, port, targets };
+}

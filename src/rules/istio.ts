@@ -1,0 +1,101 @@
+/**
+ * "Will Istio inject a sidecar into this pod?" (istio.md §4 and §5), shared by the Istio rules.
+ *
+ * Two gates, in the order the API server and Istio apply them:
+ * 1. The MutatingWebhookConfiguration selectors decide whether Istio's webhook sees the pod
+ *    at all. They read namespace labels and the pod **label** `sidecar.istio.io/inject`
+ *    (never the annotation):
+ *    - namespace:     ns istio-injection=enabled;                          pod label inject ≠ "false"
+ *    - rev.namespace: ns istio.io/rev set, istio-injection absent;         pod label inject ≠ "false"
+ *    - rev.object:    ns has neither label; pod label istio.io/rev set,    pod label inject ≠ "false"
+ *    - object:        ns has neither label; pod label inject = "true",     no pod label istio.io/rev
+ *    - auto (only with enableNamespacesByDefault, our `istio.injectByDefault`): ns has neither
+ *      label and is not ignored; pod has neither label.
+ *    Any other `istio-injection` value (e.g. "disabled") matches no webhook.
+ * 2. `injectRequired`: hostNetwork → no; ignored namespaces → no; then the pod label
+ *    `sidecar.istio.io/inject`, else the deprecated annotation, where 1.27+ takes only
+ *    "true"/"false" and anything else falls back to the default policy (autoInject
+ *    "enabled", i.e. inject). never/alwaysInjectSelector are not mirrored.
+ *
+ * Istio's injector ignores `istio.io/dataplane-mode`: a pod that takes a sidecar route gets a
+ * sidecar (and metric merging) even when labelled ambient; the ambient CNI then skips it.
+ * Ambient only shows up in the reason when no sidecar route applies.
+ */
+import {
+  ISTIO_DATAPLANE_MODE,
+  ISTIO_IGNORED_NAMESPACES,
+  ISTIO_INJECT,
+  ISTIO_INJECTION_LABEL,
+  ISTIO_REV,
+  istioInjectSelector,
+} from '../admission/annotations.js';
+import type { PodView } from '../admission/pod.js';
+import type { RuleContext } from './types.js';
+
+export type SidecarVerdict =
+  | { readonly state: 'yes'; readonly reason: string }
+  | { readonly state: 'no'; readonly reason: string }
+  /** Namespace labels are needed but unknown: callers must not act, and say why. */
+  | { readonly state: 'unknown'; readonly reason: string };
+
+const q = JSON.stringify;
+
+export function istioSidecarVerdict(pod: PodView, ctx: RuleContext): SidecarVerdict {
+  if (pod.hostNetwork) return { state: 'no', reason: 'hostNetwork pod: Istio never injects a sidecar' };
+  if (ISTIO_IGNORED_NAMESPACES.includes(pod.namespace)) {
+    return { state: 'no', reason: `namespace ${pod.namespace} is on Istio's ignored list: no sidecar` };
+  }
+  const selector = istioInjectSelector(pod.labels, pod.annotations);
+  const podLabel = pod.labels.get(ISTIO_INJECT);
+  if (selector === false) {
+    return {
+      state: 'no',
+      reason: podLabel !== undefined ? `pod label ${ISTIO_INJECT}="false": no sidecar` : `pod annotation ${ISTIO_INJECT}="false": no sidecar`,
+    };
+  }
+  const ns = ctx.namespace;
+  if (ns.state === 'unknown') {
+    return { state: 'unknown', reason: `namespace labels unknown (${ns.reason}), so whether Istio injects a sidecar cannot be told` };
+  }
+  if (ns.state === 'absent') return { state: 'no', reason: `namespace ${q(pod.namespace)} does not exist` };
+
+  const injection = ns.labels[ISTIO_INJECTION_LABEL];
+  const nsRev = ns.labels[ISTIO_REV];
+  const podRev = pod.labels.get(ISTIO_REV);
+  let route: string | undefined;
+  if (injection !== undefined) {
+    if (injection !== 'enabled') {
+      return { state: 'no', reason: `namespace label ${ISTIO_INJECTION_LABEL}=${q(injection)} matches no Istio webhook (it takes precedence over ${ISTIO_REV})` };
+    }
+    route = `namespace label ${ISTIO_INJECTION_LABEL}=enabled`;
+  } else if (nsRev !== undefined) {
+    route = `namespace label ${ISTIO_REV}=${q(nsRev)}`;
+  } else if (podRev !== undefined) {
+    route = `pod label ${ISTIO_REV}=${q(podRev)} in a namespace without Istio labels`;
+  } else if (podLabel === 'true') {
+    route = `pod label ${ISTIO_INJECT}="true" in a namespace without Istio labels`;
+  } else if (podLabel === undefined && ctx.config.istio.injectByDefault) {
+    route = 'istio.injectByDefault (auto-injection of namespaces without Istio labels)';
+  }
+  if (!route) return { state: 'no', reason: noRouteReason(pod, ns.labels, podLabel) };
+  const caveat =
+    podLabel !== undefined && podLabel !== 'true'
+      ? `; label ${ISTIO_INJECT}=${q(podLabel)} is neither "true" nor "false", which Istio ≥1.27 ignores (≤1.26 read it as false)`
+      : podLabel === undefined && pod.annotations.has(ISTIO_INJECT) && selector === undefined
+        ? `; annotation ${ISTIO_INJECT}=${q(pod.annotations.get(ISTIO_INJECT))} is neither "true" nor "false", which Istio ≥1.27 ignores`
+        : '';
+  return { state: 'yes', reason: `Istio injects a sidecar: ${route}${caveat}` };
+}
+
+function noRouteReason(pod: PodView, nsLabels: Readonly<Record<string, string>>, podLabel: string | undefined): string {
+  const ambient =
+    pod.labels.get(ISTIO_DATAPLANE_MODE) === 'ambient' ? 'pod is ambient (label istio.io/dataplane-mode=ambient), '
+    : nsLabels[ISTIO_DATAPLANE_MODE] === 'ambient' ? 'namespace is ambient (label istio.io/dataplane-mode=ambient), '
+    : '';
+  if (podLabel === undefined && pod.annotations.get(ISTIO_INJECT) === 'true') {
+    return `${ambient}no Istio webhook matches: annotation ${ISTIO_INJECT}="true" is not seen by the webhook selectors, which read the label only`;
+  }
+  return ambient
+    ? `${ambient}no sidecar route applies, so there is no sidecar and no merged metrics endpoint`
+    : 'no Istio webhook matches (namespace has neither istio-injection nor istio.io/rev, pod has no injection label)';
+}
