@@ -44,7 +44,7 @@ function parseDocs(text: string, source: string): Obj[] {
 // ---------------------------------------------------------------------------------------------
 // The in-test renderer: exactly the kustomize subset the manifests use, and nothing more.
 
-const KUSTOMIZATION_KEYS = new Set(['apiVersion', 'kind', 'resources', 'components', 'patches']);
+const KUSTOMIZATION_KEYS = new Set(['apiVersion', 'kind', 'resources', 'components', 'patches', 'images']);
 
 function renderMini(dir: string, accumulated: Obj[] = [], asComponent = false): Obj[] {
   const k = parseYaml(fs.readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8'), { version: '1.1' }) as Obj;
@@ -60,7 +60,22 @@ function renderMini(dir: string, accumulated: Obj[] = [], asComponent = false): 
   }
   for (const c of (k.components ?? []) as string[]) objs = renderMini(path.resolve(dir, c), objs, true);
   for (const p of (k.patches ?? []) as Obj[]) objs = applyPatch(dir, objs, p);
+  for (const img of (k.images ?? []) as Obj[]) objs = setImage(objs, img);
   return objs;
+}
+
+/** `images:` with name/newName/newTag, on Deployment containers (the only workload here). */
+function setImage(objs: Obj[], img: Obj): Obj[] {
+  return objs.map((o) => {
+    if (o.kind !== 'Deployment') return o;
+    const c = structuredClone(o);
+    for (const ctr of c.spec.template.spec.containers as Obj[]) {
+      const [name, tag] = String(ctr.image).split(/:(?=[^:/]+$)/);
+      if (name !== img.name) continue;
+      ctr.image = `${img.newName ?? name}:${img.newTag ?? tag}`;
+    }
+    return c;
+  });
 }
 
 function applyPatch(dir: string, objs: Obj[], p: Obj): Obj[] {
@@ -461,5 +476,47 @@ describe('deploy/base ConfigMap config file', () => {
     // ...and it mentions every top-level key of the schema.
     const topKeys = Object.keys(parseYaml(uncommented) as Obj).sort();
     expect(topKeys).toEqual(Object.keys(defaultConfig).sort());
+  });
+});
+
+describe('docs/install.md', () => {
+  const doc = fs.readFileSync(path.join(repoRoot, 'docs/install.md'), 'utf8');
+  const blocks = [...doc.matchAll(/cat > deploy\/my-cluster\/kustomization.yaml <<EOF\n([\s\S]*?)\nEOF\n/g)].map((m) => m[1]!);
+
+  it('has copy-paste kustomizations for both certificate paths, dry-run then enforce', () => {
+    expect(blocks).toHaveLength(4);
+  });
+
+  it.each([0, 1, 2, 3])('kustomization %i renders with the image set and the right mode', (i) => {
+    const image = 'registry.example.com:5000/platform/mesh-guard:1.2.3';
+    const text = blocks[i]!
+      .replaceAll('${IMAGE%:*}', image.slice(0, image.lastIndexOf(':')))
+      .replaceAll('${IMAGE##*:}', image.slice(image.lastIndexOf(':') + 1));
+    expect(text).not.toContain('$');
+    const dir = path.join(deployDir, `.test-install-${process.pid}-${i}`);
+    fs.mkdirSync(dir, { recursive: true });
+    try {
+      fs.writeFileSync(path.join(dir, 'kustomization.yaml'), text);
+      const mini = renderMini(dir);
+      if (kubectl) expect(sorted(mini)).toEqual(sorted(renderKubectl(dir)));
+      const c = one(mini, 'Deployment', 'mesh-guard').spec.template.spec.containers[0];
+      expect(c.image).toBe(image);
+      const dryRun = (c.env as Obj[]).some((e) => e.name === 'DRY_RUN' && e.value === 'true');
+      const usesComponent = text.includes('components/dry-run');
+      expect(dryRun).toBe(usesComponent);
+      expect(mini.some((o) => o.kind === 'Certificate')).toBe(text.includes('overlays/cert-manager'));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the dry-run steps come before the enforce steps on each path', () => {
+    const a1 = doc.indexOf('### A1.');
+    const a3 = doc.indexOf('### A3.');
+    const b1 = doc.indexOf('### B1.');
+    const b3 = doc.indexOf('### B3.');
+    expect(a1).toBeGreaterThan(0);
+    expect(a1).toBeLessThan(a3);
+    expect(b1).toBeLessThan(b3);
   });
 });
