@@ -3,6 +3,7 @@
  * swapped exactly the way kubelet updates a Secret volume: `tls.crt -> ..data/tls.crt`,
  * `..data -> ..<timestamp>`, and an update renames a fresh `..data_tmp` symlink over `..data`.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
@@ -13,6 +14,8 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { generate } from 'selfsigned';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config/load.js';
+import { startServer } from '../src/server/server.js';
 import {
   CertificateLoadError,
   checkKeyPair,
@@ -152,22 +155,23 @@ describe('watchCertificates', () => {
   it('serves the new certificate after a kubelet-style symlink swap, keeping open connections', async () => {
     await startServer();
     const { log, lines } = captureLogger();
-    const reloads: Date[] = [];
-    let onReload!: () => void;
-    const reloaded = new Promise<void>((r) => (onReload = r));
+    const reloads: Array<{ notAfter: Date; fingerprint256: string }> = [];
+    let onReloadB!: () => void;
+    const reloaded = new Promise<void>((r) => (onReloadB = r));
     watcher = watchCertificates({
       server,
       certFile: volume.certFile,
       keyFile: volume.keyFile,
       intervalMs: 50,
       log,
-      onReload: ({ notAfter }) => {
-        reloads.push(notAfter);
-        onReload();
+      onReload: (info) => {
+        reloads.push(info);
+        if (info.fingerprint256 === pairB.fingerprint256) onReloadB();
       },
     });
     await watcher.check();
-    expect(reloads).toHaveLength(0); // the starting pair is not a reload
+    // The first poll installs the pair on disk (the same one the server started with).
+    expect(reloads.map((r) => r.fingerprint256)).toEqual([pairA.fingerprint256]);
 
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
     try {
@@ -179,8 +183,8 @@ describe('watchCertificates', () => {
       await reloaded; // found by the poll, not by an explicit check
 
       expect(await peerFingerprint(port)).toBe(pairB.fingerprint256);
-      expect(reloads).toHaveLength(1);
-      expect(reloads[0]!.getTime()).toBe(readCertificateNotAfter(volume.certFile).getTime());
+      expect(reloads.map((r) => r.fingerprint256)).toEqual([pairA.fingerprint256, pairB.fingerprint256]);
+      expect(reloads[1]!.notAfter.getTime()).toBe(readCertificateNotAfter(volume.certFile).getTime());
 
       // The keep-alive connection opened before the swap still works, on its original session.
       const after = await get(port, agent);
@@ -206,10 +210,12 @@ describe('watchCertificates', () => {
       log,
       onReload: () => reloads++,
     });
+    await watcher.check();
+    expect(reloads).toBe(1); // the first poll
 
     volume.write({ 'tls.crt': pairB.cert, 'tls.key': pairC.key }); // mismatched
     await watcher.check();
-    expect(reloads).toBe(0);
+    expect(reloads).toBe(1);
     expect(await peerFingerprint(port)).toBe(pairA.fingerprint256);
     const log1 = lines.join('');
     expect(log1).toContain('private key does not match the certificate');
@@ -234,7 +240,7 @@ describe('watchCertificates', () => {
 
     volume.write({ 'tls.crt': pairB.cert, 'tls.key': pairB.key });
     await watcher.check();
-    expect(reloads).toBe(1);
+    expect(reloads).toBe(2);
     expect(await peerFingerprint(port)).toBe(pairB.fingerprint256);
     expect(lines.join('')).not.toContain('PRIVATE KEY');
   });
@@ -252,7 +258,7 @@ describe('watchCertificates', () => {
     expect(await peerFingerprint(port)).toBe(pairC.fingerprint256);
   });
 
-  it('still negotiates TLS 1.2 minimum after a reload', async () => {
+  it('picks up a swap made right after it starts, and keeps TLS 1.2 as the minimum', async () => {
     await startServer();
     const { log } = captureLogger();
     watcher = watchCertificates({ server, certFile: volume.certFile, keyFile: volume.keyFile, intervalMs: 3_600_000, log });
@@ -267,6 +273,39 @@ describe('watchCertificates', () => {
     });
     expect(err).toBeInstanceOf(Error);
     expect(await peerFingerprint(port)).toBe(pairB.fingerprint256);
+  });
+});
+
+describe('the mesh-guard server with a kubelet-mounted Secret', () => {
+  it('serves a swapped certificate without a restart and updates the expiry gauge', async () => {
+    const [a, b] = await Promise.all([makePair('server-a'), makePair('server-b')]);
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-server-certs-'));
+    const volume = new SecretVolume(tmp);
+    volume.write({ 'tls.crt': a.cert, 'tls.key': a.key });
+    const config = parseConfig('cluster:\n  mode: "off"\nserver:\n  port: 0\n  host: 127.0.0.1\n  shutdownDelayMs: 0\n  tls:\n    reloadIntervalMs: 100\n', {
+      TLS_CERT_FILE: volume.certFile,
+      TLS_KEY_FILE: volume.keyFile,
+    });
+    const { log } = captureLogger();
+    const server = await startServer({ config, log, env: {} });
+    try {
+      expect(await peerFingerprint(server.port)).toBe(a.fingerprint256);
+      const gauge = async () => (await server.metrics.certificateExpiry.get()).values[0]?.value;
+      const before = await gauge();
+      volume.write({ 'tls.crt': b.cert, 'tls.key': b.key });
+      const deadline = Date.now() + 20_000;
+      let fp = a.fingerprint256;
+      while (fp !== b.fingerprint256 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        fp = await peerFingerprint(server.port);
+      }
+      expect(fp).toBe(b.fingerprint256);
+      expect(await gauge()).toBe(new Date(new crypto.X509Certificate(b.cert).validTo).getTime() / 1000);
+      expect(before).toBeDefined();
+    } finally {
+      await server.shutdown();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });
 

@@ -126,7 +126,8 @@ export interface WatchCertificatesOptions {
   /** Poll interval. Kubelet takes up to a minute or so to propagate a Secret, so seconds are plenty. */
   intervalMs: number;
   log: Logger;
-  onReload?: (info: { notAfter: Date }) => void;
+  /** Called after each install, including the first poll's (so a gauge always matches the files). */
+  onReload?: (info: { notAfter: Date; fingerprint256: string }) => void;
   /** Options for the new secure context besides key/cert (e.g. ciphers). minVersion defaults to TLSv1.2. */
   tlsOptions?: Partial<tls.SecureContextOptions>;
 }
@@ -139,11 +140,14 @@ export interface CertificateWatcher {
 
 /**
  * Polls certFile/keyFile and installs a new, valid pair with server.setSecureContext.
- * The pair present when it starts is taken to be the one the server was started with.
+ * The first poll installs whatever valid pair is on disk then, without assuming it is the one
+ * the server started with: a Secret update between the server's start and the watcher's is
+ * not missed (re-installing the same pair is harmless).
  */
 export function watchCertificates(opts: WatchCertificatesOptions): CertificateWatcher {
   const { server, certFile, keyFile, log } = opts;
   let lastSeen: string | undefined; // digest of the last content looked at, good or bad
+  let first = true;
   let lastReadError: string | undefined;
   let running: Promise<void> | undefined;
   let closed = false;
@@ -157,12 +161,7 @@ export function watchCertificates(opts: WatchCertificatesOptions): CertificateWa
     }
   };
 
-  const initial = readBoth().then((r) => {
-    if ('cert' in r) lastSeen = digest(r.cert, r.key);
-  });
-
   const checkOnce = async (): Promise<void> => {
-    await initial;
     const r = await readBoth();
     if (closed) return;
     if ('error' in r) {
@@ -194,9 +193,12 @@ export function watchCertificates(opts: WatchCertificatesOptions): CertificateWa
         'reloaded TLS certificate is not currently valid',
       );
     }
-    log.info({ certFile, notAfter: pair.notAfter, fingerprint256: pair.fingerprint256 }, 'reloaded TLS certificate');
+    const fields = { certFile, notAfter: pair.notAfter, fingerprint256: pair.fingerprint256 };
+    if (first) log.debug(fields, 'TLS certificate watcher started');
+    else log.info(fields, 'reloaded TLS certificate');
+    first = false;
     try {
-      opts.onReload?.({ notAfter: pair.notAfter });
+      opts.onReload?.({ notAfter: pair.notAfter, fingerprint256: pair.fingerprint256 });
     } catch (err) {
       log.warn({ reason: errorCode(err) }, 'certificate onReload callback failed');
     }
@@ -216,6 +218,7 @@ export function watchCertificates(opts: WatchCertificatesOptions): CertificateWa
     if (!running) void start();
   }, opts.intervalMs);
   timer.unref();
+  void start(); // the first poll right away
 
   return {
     check,
