@@ -199,8 +199,120 @@ describe.skipIf(!haveOpenssl)('certs-scripts (openssl)', () => {
     expect(new Set(fps(b)).size).toBe(fps(b).length - 1); // the duplicate we planted stays, nothing new is doubled
   });
 
+  describe('against a fake kubectl (apply mode)', () => {
+    let bin: string;
+    let state: string;
+    const readState = () => JSON.parse(fs.readFileSync(state, 'utf8')) as FakeState;
+    const runFake = (name: string, args: string[]) => {
+      const r = spawnSync('bash', [script(name), ...args], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, PATH: `${bin}${path.delimiter}${process.env.PATH ?? ''}`, FAKE_KUBE_STATE: state },
+      });
+      return { stdout: r.stdout, stderr: r.stderr, status: r.status };
+    };
+
+    beforeAll(() => {
+      bin = fs.mkdtempSync(path.join(tmp, 'bin-'));
+      state = path.join(bin, 'state.json');
+      fs.writeFileSync(path.join(bin, 'kubectl'), FAKE_KUBECTL.replace('__YAML__', JSON.stringify(path.join(repoRoot, 'node_modules/yaml/dist/index.js'))), { mode: 0o755 });
+      fs.writeFileSync(state, JSON.stringify({ secrets: {}, bundle: '', calls: [] } satisfies FakeState));
+    });
+
+    it('create.sh is idempotent: creates once, then changes nothing, --force reissues from the same CA', () => {
+      const first = runFake('create.sh', []);
+      expect(first.status, first.stderr).toBe(0);
+      const s1 = readState();
+      const ca = new crypto.X509Certificate(b64(s1.secrets['mesh-guard-ca']!['ca.crt']!));
+      const leaf = new crypto.X509Certificate(b64(s1.secrets['mesh-guard-tls']!['tls.crt']!));
+      expect(leaf.verify(ca.publicKey)).toBe(true);
+      expect(leaf.checkHost(SERVICE_DNS)).toBe(SERVICE_DNS);
+      expect(pemCerts(b64(s1.bundle)).map((p) => new crypto.X509Certificate(p).fingerprint256)).toEqual([ca.fingerprint256]);
+      // Secrets go in with server-side apply (no last-applied copy of the keys); caBundle first.
+      expect(s1.calls.filter((c) => c.startsWith('apply')).every((c) => c.includes('--server-side'))).toBe(true);
+      const order = s1.calls.filter((c) => /^(apply|patch)/.test(c)).map((c) => c.split(' ')[0]);
+      expect(order).toEqual(['patch', 'apply', 'apply']);
+
+      const second = runFake('create.sh', []);
+      expect(second.status, second.stderr).toBe(0);
+      expect(second.stderr).toContain('nothing to change');
+      const s2 = readState();
+      expect(s2.secrets).toEqual(s1.secrets);
+      expect(s2.bundle).toBe(s1.bundle);
+      expect(s2.calls.slice(s1.calls.length).filter((c) => /^(apply|patch)/.test(c))).toEqual([]);
+
+      const forced = runFake('create.sh', ['--force']);
+      expect(forced.status, forced.stderr).toBe(0);
+      const s3 = readState();
+      expect(s3.secrets['mesh-guard-ca']).toEqual(s1.secrets['mesh-guard-ca']);
+      expect(s3.bundle).toBe(s1.bundle);
+      const leaf3 = new crypto.X509Certificate(b64(s3.secrets['mesh-guard-tls']!['tls.crt']!));
+      expect(leaf3.fingerprint256).not.toBe(leaf.fingerprint256);
+      expect(leaf3.verify(ca.publicKey)).toBe(true);
+    });
+
+    it('rotate.sh stops with both CAs trusted when the pods do not serve the new certificate in time', () => {
+      const before = readState();
+      const r = runFake('rotate.sh', ['--timeout', '0']);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain('--finish');
+      const after = readState();
+      const newCa = new crypto.X509Certificate(b64(after.secrets['mesh-guard-ca']!['ca.crt']!));
+      const oldCa = new crypto.X509Certificate(b64(before.secrets['mesh-guard-ca']!['ca.crt']!));
+      expect(newCa.fingerprint256).not.toBe(oldCa.fingerprint256);
+      const fps = pemCerts(b64(after.bundle)).map((p) => new crypto.X509Certificate(p).fingerprint256);
+      expect(fps.sort()).toEqual([oldCa.fingerprint256, newCa.fingerprint256].sort());
+      // ...and create.sh then sees a consistent install and changes nothing.
+      const again = runFake('create.sh', []);
+      expect(again.status, again.stderr).toBe(0);
+      expect(readState().bundle).toBe(after.bundle);
+    });
+  });
+
   it('rejects unknown arguments', () => {
     expect(run('create.sh', ['--dry-run', '--bogus']).status).not.toBe(0);
     expect(run('rotate.sh', ['--dry-run', '--bogus']).status).not.toBe(0);
   });
 });
+
+interface FakeState {
+  secrets: Record<string, Record<string, string>>;
+  bundle: string;
+  calls: string[];
+}
+
+/** Just enough kubectl for the scripts: a namespace and webhook configuration that exist, Secrets, caBundle, no pods. */
+const FAKE_KUBECTL = `#!/usr/bin/env node
+const fs = require('node:fs');
+const { parse } = require(__YAML__);
+const file = process.env.FAKE_KUBE_STATE;
+const st = JSON.parse(fs.readFileSync(file, 'utf8'));
+const args = process.argv.slice(2);
+st.calls.push(args.filter((a) => a !== '-n' && a !== 'mesh-guard').join(' '));
+const save = () => fs.writeFileSync(file, JSON.stringify(st));
+const out = (s) => process.stdout.write(s);
+const a = args.filter((x, i) => !(x === '-n' || args[i - 1] === '-n'));
+const jp = (a.find((x) => x.startsWith('jsonpath=')) || '').slice(9);
+const oIdx = a.indexOf('-o');
+const o = oIdx >= 0 ? a[oIdx + 1] : '';
+if (a[0] === 'get' && a[1] === 'namespace') { save(); out('namespace/mesh-guard\\n'); }
+else if (a[0] === 'get' && a[1] === 'mutatingwebhookconfiguration') {
+  save();
+  if (o.startsWith('jsonpath=')) out(st.bundle); else out('0-mesh-guard\\n');
+} else if (a[0] === 'get' && a[1] === 'secret') {
+  save();
+  const sec = st.secrets[a[2]];
+  const key = o.slice('jsonpath={.data.'.length, -1).replace(/\\\\\\./g, '.');
+  if (!sec) { process.stderr.write('Error from server (NotFound)\\n'); process.exit(1); }
+  out(sec[key] || '');
+} else if (a[0] === 'get' && a[1] === 'pods') { save(); }
+else if (a[0] === 'apply') {
+  const doc = parse(fs.readFileSync(0, 'utf8'));
+  st.secrets[doc.metadata.name] = doc.data;
+  save(); out('secret/' + doc.metadata.name + ' serverside-applied\\n');
+} else if (a[0] === 'patch') {
+  const doc = parse(fs.readFileSync(a[a.indexOf('--patch-file') + 1], 'utf8'));
+  st.bundle = doc.webhooks[0].clientConfig.caBundle;
+  save(); out('patched\\n');
+} else { process.stderr.write('fake kubectl: unsupported ' + args.join(' ') + '\\n'); process.exit(1); }
+`;
