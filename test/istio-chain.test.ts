@@ -2,10 +2,12 @@
  * The API server's chain for a pod: mesh-guard → Istio's injector (test reimplementation of
  * applyPrometheusMerge, istio.md §1) → mesh-guard again (reinvocationPolicy IfNeeded).
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
+import { istioMetricMerging } from '../src/rules/istio-metric-merging.js';
 import { admitPod, type AdmitOptions } from './support/admit.js';
-import { IstioRejected, NS, istioInject, podOf, storedScrapeEnv, type IstioOptions } from './support/istio.js';
+import { IstioRejected, NS, evaluateCase, istioInject, podOf, storedScrapeEnv, type IstioOptions, type PodCase } from './support/istio.js';
 
 const FILTER = '{"mode":"exclude","names":["istio_*","envoy_*"]}';
 const annotations = (p: unknown) => ((p as V1Pod).metadata?.annotations ?? {}) as Record<string, string>;
@@ -134,5 +136,84 @@ describe('chain in the other order: Istio → mesh-guard (misordered webhooks)',
     const { ops, result } = await admitPod(injected, { namespaces: { shop: NS.meshed } });
     expect(ops).toEqual([]);
     expect(result.outcomes.flatMap((o) => o.reasons).join('\n')).toMatch(/no ISTIO_PROMETHEUS_ANNOTATIONS/);
+  });
+});
+
+describe('chain properties over random annotation mixes (metric merging alone)', () => {
+  // Mostly absent, so that pods the rule acts on are common and every blocker still comes up.
+  const opt = <T>(a: fc.Arbitrary<T>, absent = 8) => fc.oneof({ weight: absent, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: a });
+  const often = <T>(a: fc.Arbitrary<T>) => opt(a, 1);
+  const annotationsArb = fc.record({
+    'metrics.dynatrace.com/scrape': often(fc.constantFrom('true', 'true', 'True', 'false', 'yes')),
+    'metrics.dynatrace.com/port': often(fc.constantFrom('8080', '8080', '9090', '15020', '15090', 'http', '08080')),
+    'metrics.dynatrace.com/path': opt(fc.constantFrom('/metrics', '/custom', '/stats/prometheus', '')),
+    'metrics.dynatrace.com/secure': opt(fc.constantFrom('true', 'false')),
+    'metrics.dynatrace.com/filter': opt(fc.constant('{"mode":"include","names":["app_*"]}')),
+    'prometheus.io/scrape': often(fc.constantFrom('true', 'true', 'false', 'yes')),
+    'prometheus.io.scrape': opt(fc.constantFrom('true', '0')),
+    'prometheus.io/port': often(fc.constantFrom('8080', '9090', '15020', 'abc')),
+    'prometheus-io/port': opt(fc.constantFrom('8080', '15020')),
+    'prometheus.io/path': opt(fc.constantFrom('/metrics', '/stats/prometheus', '/x')),
+    'prometheus.io/scheme': opt(fc.constantFrom('http', 'https')),
+    'prometheus.istio.io/merge-metrics': opt(fc.constantFrom('true', 'false')),
+    'sidecar.istio.io/inject': opt(fc.constantFrom('true', 'false')),
+  });
+  const labelsArb = fc.record({
+    'sidecar.istio.io/inject': opt(fc.constantFrom('true', 'false', 'yes')),
+    'istio.io/rev': opt(fc.constant('canary')),
+    'istio.io/dataplane-mode': opt(fc.constant('ambient')),
+  });
+  const nsArb = fc.record({
+    'istio-injection': opt(fc.constantFrom('enabled', 'disabled'), 1),
+    'istio.io/rev': opt(fc.constant('canary')),
+    'istio.io/dataplane-mode': opt(fc.constant('ambient')),
+  });
+  const configArb = fc.record({ prometheusScrapeIsRequest: fc.boolean(), injectByDefault: fc.boolean(), excludeMeshMetrics: fc.boolean() });
+  const defined = (o: Record<string, string | undefined>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Record<string, string>;
+  const isPromPort = (k: string) => /^prometheus[-./]io[./]port$/.test(k);
+
+  it('never writes the status port into prometheus.io/port, never makes Istio reject the pod, and converges before and after Istio', () => {
+    fc.assert(
+      fc.property(annotationsArb, labelsArb, nsArb, configArb, (a, l, n, c) => {
+        const config = `metricMerging: {prometheusScrapeIsRequest: ${c.prometheusScrapeIsRequest}, excludeMeshMetrics: ${c.excludeMeshMetrics}}\nistio: {injectByDefault: ${c.injectByDefault}}`;
+        const base: PodCase = { annotations: defined(a), labels: defined(l), ns: defined(n), config };
+        const first = evaluateCase(istioMetricMerging, base, {});
+        const out = { ...base.annotations };
+        for (const ch of first.changes) {
+          expect(ch.kind).toBe('annotation');
+          if (ch.kind !== 'annotation') continue;
+          expect(isPromPort(ch.key) && ch.value === '15020').toBe(false);
+          out[ch.key] = ch.value;
+        }
+        const prepared: PodCase = { ...base, annotations: out };
+        expect(evaluateCase(istioMetricMerging, prepared, {}).changes).toEqual([]);
+
+        let rejectedBefore = false;
+        try {
+          istioInject(podOf(base));
+        } catch (e) {
+          if (!(e instanceof IstioRejected)) throw e;
+          rejectedBefore = true;
+        }
+        let injected: V1Pod;
+        try {
+          injected = istioInject(podOf(prepared));
+        } catch (e) {
+          if (!(e instanceof IstioRejected)) throw e;
+          expect(rejectedBefore, 'mesh-guard made Istio reject a pod it accepted').toBe(true);
+          return;
+        }
+        const after: PodCase = { ...prepared, annotations: annotations(injected), containers: injected.spec!.containers, initContainers: injected.spec!.initContainers };
+        const third = evaluateCase(istioMetricMerging, after, {});
+        for (const ch of third.changes) expect(ch.kind === 'annotation' && ch.key.startsWith('metrics.dynatrace.com/')).toBe(true);
+        if (first.changes.length > 0) {
+          expect(third.changes).toEqual([]);
+          // What Istio stored for pilot-agent is the endpoint Dynatrace asked for.
+          const app = first.reasons.join().match(/app endpoint :(\d+)(\/\S*) \(from/);
+          if (app) expect(storedScrapeEnv(injected).map((v) => JSON.parse(v) as { port: string; path: string })).toEqual([expect.objectContaining({ port: app[1], path: app[2] })]);
+        }
+      }),
+      { numRuns: 400, seed: 20261122 },
+    );
   });
 });
