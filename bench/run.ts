@@ -1,0 +1,360 @@
+/**
+ * `npm run bench`: mesh-guard (the compiled production build, default log level, rules
+ * in enforce mode) against the floor (bench/floor.ts), under the same load, in the same run.
+ *
+ *   npm run bench                 3 repetitions, table printed and written to bench/RESULTS.md
+ *   npm run bench -- --smoke      a few hundred requests per server, checks only (CI); no file written
+ *   npm run bench -- --reps=5 --no-write
+ *
+ * Servers are pinned to CPU 1 and the load generator to CPU 0 when `taskset` exists and
+ * there are at least two CPUs. Server CPU comes from /proc/<pid>/stat (utime + stime),
+ * peak RSS from /proc/<pid>/status (VmHWM). Exit status is non-zero when the harness
+ * breaks (a server does not start, a response is wrong, a log line is missing), not when
+ * a target is missed.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import type { LoadResult, LoadSpec } from './load.js';
+import type { Size } from './bodies.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
+const distRoot = path.resolve(here, '..');
+const repoRoot = path.resolve(distRoot, '..');
+const MAIN_JS = path.join(distRoot, 'src/server/main.js');
+const FLOOR_JS = path.join(here, 'floor.js');
+const LOAD_JS = path.join(here, 'load.js');
+
+const args = process.argv.slice(2);
+const SMOKE = args.includes('--smoke');
+const WRITE = !SMOKE && !args.includes('--no-write');
+const REPS = SMOKE ? 1 : Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? 3);
+const OUT = path.join(repoRoot, 'bench/RESULTS.md');
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+const hasTaskset = (() => {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return os.availableParallelism() >= 2;
+  } catch {
+    return false;
+  }
+})();
+const SERVER_CPU = '1';
+const LOAD_CPU = '0';
+
+type ServerName = 'floor' | 'mesh-guard';
+
+interface Running {
+  readonly name: ServerName;
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  readonly readyMs: number;
+  readonly logFile: string;
+}
+
+function pinned(cpu: string, argv: string[]): [string, string[]] {
+  return hasTaskset ? ['taskset', ['-c', cpu, ...argv]] : [argv[0]!, argv.slice(1)];
+}
+
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, ...extra };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  return env; // no KUBECONFIG or KUBERNETES_SERVICE_*: the server runs without a cluster
+}
+
+function get(port: number, ca: string | undefined, urlPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = https.get({ host: '127.0.0.1', port, path: urlPath, ca, servername: 'localhost', agent: false, rejectUnauthorized: !!ca, timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+  });
+}
+
+async function waitReady(port: number, child: ChildProcess, t0: number): Promise<number> {
+  // The CA may not exist yet (mesh-guard writes it at start), so readiness is polled without verification.
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before it was ready`);
+    if ((await get(port, undefined, '/readyz')) === 200) return performance.now() - t0;
+    if (performance.now() - t0 > 15_000) throw new Error('server not ready after 15 s');
+    await sleep(2);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function startServer(name: ServerName, work: string, port: number, tlsDir: string): Promise<Running> {
+  const logFile = path.join(work, `${name}-${port}.log`);
+  const fd = fs.openSync(logFile, 'w');
+  let argv: string[];
+  let env: NodeJS.ProcessEnv;
+  if (name === 'mesh-guard') {
+    const configFile = path.join(work, 'config.yaml');
+    // Only what a laptop run sets: port, where the self-signed certificate goes, and no shutdown drain delay.
+    fs.writeFileSync(configFile, `server:\n  port: ${port}\n  shutdownDelayMs: 0\n  tls:\n    selfSignedDir: ${JSON.stringify(tlsDir)}\n`);
+    fs.rmSync(tlsDir, { recursive: true, force: true }); // the certificate is generated at every start
+    argv = [process.execPath, MAIN_JS];
+    env = cleanEnv({ CONFIG_FILE: configFile });
+  } else {
+    argv = [process.execPath, FLOOR_JS];
+    env = cleanEnv({ PORT: String(port), TLS_CERT_FILE: path.join(tlsDir, 'tls.crt'), TLS_KEY_FILE: path.join(tlsDir, 'tls.key') });
+  }
+  const [cmd, cmdArgs] = pinned(SERVER_CPU, argv);
+  const t0 = performance.now();
+  const child = spawn(cmd, cmdArgs, { env, stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  const readyMs = await waitReady(port, child, t0);
+  return { name, child, pid: child.pid!, port, readyMs, logFile };
+}
+
+async function stopServer(s: Running): Promise<void> {
+  if (s.child.exitCode !== null) return;
+  const exited = new Promise<void>((r) => s.child.once('exit', () => r()));
+  s.child.kill('SIGTERM');
+  await Promise.race([exited, sleep(10_000)]);
+  if (s.child.exitCode === null && s.child.signalCode === null) {
+    s.child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function cpuTicks(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+}
+
+function peakRssMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  const [cmd, cmdArgs] = pinned(LOAD_CPU, [process.execPath, LOAD_JS, JSON.stringify(spec)]);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`load generator exited with ${code}`));
+      try {
+        resolve(JSON.parse(out) as LoadResult);
+      } catch {
+        reject(new Error(`load generator printed no result: ${out.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+interface Measured {
+  load: LoadResult;
+  cpuUsPerReq: number;
+  /** Share of its core the server used during the phase. */
+  serverCpu: number;
+}
+
+async function measure(s: Running, spec: LoadSpec): Promise<Measured> {
+  const c0 = cpuTicks(s.pid);
+  const t0 = performance.now();
+  const load = await runLoad(spec);
+  const wallMs = performance.now() - t0;
+  const cpuMs = ((cpuTicks(s.pid) - c0) / CLK_TCK) * 1000;
+  if (load.errors > 0) throw new Error(`${s.name}: ${load.errors} bad responses, e.g. ${load.errorSamples.join(' | ')}`);
+  return { load, cpuUsPerReq: (cpuMs * 1000) / load.requests, serverCpu: cpuMs / wallMs };
+}
+
+interface Rep {
+  readyMs: number;
+  tput: Measured;
+  lat: Measured;
+  rssMiB: number;
+  small: Measured;
+  large: Measured;
+  admissions: number;
+  logLines: number;
+}
+
+async function runServer(name: ServerName, work: string, port: number, tlsDir: string): Promise<Rep> {
+  const s = await startServer(name, work, port, tlsDir);
+  const caFile = path.join(tlsDir, 'ca.crt');
+  const base = { port, caFile };
+  try {
+    const closed = (size: Size, d: { durationMs?: number; count?: number }): LoadSpec => ({ ...base, size, mode: 'closed', connections: 16, ...d });
+    const warm = SMOKE ? undefined : await measure(s, closed('medium', { durationMs: 2000 })); // warm-up (JIT)
+    const tput = await measure(s, closed('medium', SMOKE ? { count: 300 } : { durationMs: 5000 }));
+    const lat = await measure(s, { ...base, size: 'medium', mode: 'rate', connections: 4, rps: 200, ...(SMOKE ? { count: 100 } : { durationMs: 10_000 }) });
+    const rssMiB = peakRssMiB(s.pid);
+    const small = await measure(s, closed('small', SMOKE ? { count: 50 } : { durationMs: 3000 }));
+    const large = await measure(s, closed('large', SMOKE ? { count: 50 } : { durationMs: 3000 }));
+    await stopServer(s);
+    const admissions = [warm, tput, lat, small, large].reduce((a, m) => a + (m?.load.requests ?? 0), 0);
+    const logLines = name === 'mesh-guard' ? countAdmissionLines(s.logFile) : 0;
+    return { readyMs: s.readyMs, tput, lat, rssMiB, small, large, admissions, logLines };
+  } finally {
+    await stopServer(s);
+  }
+}
+
+function countAdmissionLines(file: string): number {
+  let n = 0;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) if (line.includes('"msg":"admission"')) n++;
+  return n;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function machine(): string {
+  const cpu = /model name\s*:\s*(.*)/.exec(fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '')?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
+  return `${os.availableParallelism()} CPUs (nproc), ${cpu}, Node ${process.version}, Linux ${os.release()}`;
+}
+
+interface Row {
+  figure: string;
+  floor: string;
+  mg: string;
+  ratio: string;
+  target: string;
+  pass: boolean | undefined;
+}
+
+function fmt(n: number, digits = 0): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}
+
+function table(reps: Array<Record<ServerName, Rep>>): { rows: Row[]; pass: boolean } {
+  const f = (pick: (r: Rep) => number, who: ServerName) => median(reps.map((r) => pick(r[who])));
+  const ratio = (pick: (r: Rep) => number) => median(reps.map((r) => pick(r['mesh-guard']) / pick(r.floor)));
+  const rows: Row[] = [];
+  const add = (figure: string, pick: (r: Rep) => number, digits: number, target?: { text: string; ok: (ratio: number, mg: number) => boolean }, useRatio = true) => {
+    const fl = f(pick, 'floor');
+    const mg = f(pick, 'mesh-guard');
+    const r = ratio(pick);
+    rows.push({
+      figure,
+      floor: fmt(fl, digits),
+      mg: fmt(mg, digits),
+      ratio: useRatio ? `${fmt(r, 2)}×` : '',
+      target: target?.text ?? '',
+      pass: target ? target.ok(r, mg) : undefined,
+    });
+  };
+  add('throughput, medium, 16 in flight (req/s)', (r) => r.tput.load.reqPerSec, 0, { text: '≥ 0.8× floor', ok: (r) => r >= 0.8 });
+  add('p50 at 200 req/s, medium (ms)', (r) => r.lat.load.p50, 3);
+  add('p90 at 200 req/s, medium (ms)', (r) => r.lat.load.p90, 3);
+  add('p99 at 200 req/s, medium (ms)', (r) => r.lat.load.p99, 3, { text: '≤ 2 ms', ok: (_r, mg) => mg <= 2 });
+  add('server CPU per request, medium (µs)', (r) => r.tput.cpuUsPerReq, 0, { text: '≤ 1.3× floor', ok: (r) => r <= 1.3 });
+  add('peak RSS after medium load (MiB)', (r) => r.rssMiB, 1, { text: '≤ 1.3× floor', ok: (r) => r <= 1.3 });
+  add('process start → /readyz 200 (ms)', (r) => r.readyMs, 0, { text: '≤ 1500 ms (mesh-guard)', ok: (_r, mg) => mg <= 1500 });
+  add('throughput, small (req/s)', (r) => r.small.load.reqPerSec, 0);
+  add('server CPU per request, small (µs)', (r) => r.small.cpuUsPerReq, 0);
+  add('throughput, large (req/s)', (r) => r.large.load.reqPerSec, 0);
+  add('server CPU per request, large (µs)', (r) => r.large.cpuUsPerReq, 0);
+  add('server core busy during medium throughput', (r) => r.tput.serverCpu, 2, undefined, false);
+  add('load generator core busy during medium throughput', (r) => r.tput.load.generatorCpu, 2, undefined, false);
+  return { rows, pass: rows.every((r) => r.pass !== false) };
+}
+
+function markdown(rows: Row[]): string {
+  const lines = ['| figure | floor | mesh-guard | ratio | target | pass |', '|---|---:|---:|---:|---|---|'];
+  for (const r of rows) lines.push(`| ${r.figure} | ${r.floor} | ${r.mg} | ${r.ratio} | ${r.target} | ${r.pass === undefined ? '' : r.pass ? 'yes' : '**no**'} |`);
+  return lines.join('\n');
+}
+
+function rawLines(reps: Array<Record<ServerName, Rep>>): string {
+  const out = ['| rep | server | req/s | p50 | p90 | p99 | µs/req | RSS MiB | ready ms | core busy | patched |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
+  reps.forEach((rep, i) => {
+    for (const name of ['floor', 'mesh-guard'] as const) {
+      const r = rep[name];
+      out.push(
+        `| ${i + 1} | ${name} | ${fmt(r.tput.load.reqPerSec)} | ${fmt(r.lat.load.p50, 3)} | ${fmt(r.lat.load.p90, 3)} | ${fmt(r.lat.load.p99, 3)} | ${fmt(r.tput.cpuUsPerReq)} | ${fmt(r.rssMiB, 1)} | ${fmt(r.readyMs)} | ${fmt(r.tput.serverCpu, 2)} | ${fmt((r.tput.load.patched / r.tput.load.requests) * 100, 1)}% |`,
+      );
+    }
+  });
+  return out.join('\n');
+}
+
+const BEGIN = '<!-- bench:begin (written by npm run bench) -->';
+const END = '<!-- bench:end -->';
+
+function writeResults(block: string): void {
+  const existing = fs.existsSync(OUT) ? fs.readFileSync(OUT, 'utf8') : '';
+  const section = `${BEGIN}\n${block}\n${END}`;
+  let text: string;
+  if (existing.includes(BEGIN) && existing.includes(END)) {
+    text = existing.slice(0, existing.indexOf(BEGIN)) + section + existing.slice(existing.indexOf(END) + END.length);
+  } else {
+    text = `# mesh-guard benchmark results\n\nHow to run and read this: [docs/benchmark.md](../docs/benchmark.md).\n\n${section}\n${existing ? '\n' + existing : ''}`;
+  }
+  fs.writeFileSync(OUT, text);
+}
+
+async function main(): Promise<void> {
+  if (!fs.existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build`);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-bench-'));
+  const tlsDir = path.join(work, 'tls');
+  const load0 = os.loadavg();
+  const started = new Date();
+  console.log(`mesh-guard bench${SMOKE ? ' (smoke)' : ''}: ${REPS} repetition(s); ${machine()}`);
+  console.log(hasTaskset ? `servers pinned to CPU ${SERVER_CPU}, load generator to CPU ${LOAD_CPU}` : 'taskset unavailable or one CPU: nothing pinned');
+  const reps: Array<Record<ServerName, Rep>> = [];
+  let port = 20_000 + (process.pid % 20_000);
+  for (let i = 0; i < REPS; i++) {
+    // mesh-guard first in the first repetition: it writes the self-signed certificate that the floor also serves.
+    const order: ServerName[] = i % 2 === 0 ? ['mesh-guard', 'floor'] : ['floor', 'mesh-guard'];
+    const rep = {} as Record<ServerName, Rep>;
+    for (const name of order) {
+      const r = await runServer(name, work, port++, tlsDir);
+      rep[name] = r;
+      if (name === 'mesh-guard' && r.logLines !== r.admissions) {
+        throw new Error(`mesh-guard wrote ${r.logLines} admission log lines for ${r.admissions} admissions`);
+      }
+      console.log(
+        `  rep ${i + 1} ${name.padEnd(10)} ready ${fmt(r.readyMs)} ms, ${fmt(r.tput.load.reqPerSec)} req/s, ${fmt(r.tput.cpuUsPerReq)} µs/req (core ${fmt(r.tput.serverCpu, 2)}), ` +
+          `p50/p90/p99 ${fmt(r.lat.load.p50, 2)}/${fmt(r.lat.load.p90, 2)}/${fmt(r.lat.load.p99, 2)} ms, RSS ${fmt(r.rssMiB, 1)} MiB`,
+      );
+    }
+    if (rep['mesh-guard'].tput.load.patched === 0) throw new Error('mesh-guard patched none of the rule-triggering pods');
+    reps.push(rep);
+  }
+  fs.rmSync(work, { recursive: true, force: true });
+  const { rows, pass } = table(reps);
+  const md = markdown(rows);
+  const avg = (s: Size) => reps[0]!['mesh-guard'][s === 'medium' ? 'tput' : s].load.averageBodyBytes;
+  const mg = reps[0]!['mesh-guard'];
+  const notes = [
+    `Run ${started.toISOString()} on ${machine()}. Load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.`,
+    `Medians of ${REPS} repetition(s); a ratio is the median of the per-repetition ratios (mesh-guard / floor).`,
+    `Bodies: small ${avg('small')} B, medium ${avg('medium')} B, large ${avg('large')} B on average; ` +
+      `${fmt((mg.tput.load.patched / mg.tput.load.requests) * 100, 1)}% of medium reviews came back patched.`,
+    hasTaskset ? `Servers pinned to CPU ${SERVER_CPU} with taskset, the load generator to CPU ${LOAD_CPU}.` : 'Nothing pinned (no taskset or one CPU).',
+  ];
+  console.log('\n' + md + '\n');
+  console.log(pass ? 'all targets met' : 'some targets missed');
+  if (WRITE) {
+    writeResults(`## Latest run\n\n${notes.map((n) => `- ${n}`).join('\n')}\n\n${md}\n\nPer repetition (medium body):\n\n${rawLines(reps)}\n`);
+    console.log(`written to ${path.relative(process.cwd(), OUT)}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
