@@ -1,9 +1,10 @@
+import fs from 'node:fs';
 import pino, { type Logger, type DestinationStream } from 'pino';
 
 export type { Logger } from 'pino';
 
 /**
- * JSON logs to stdout. The destination is asynchronous (buffered) so a log line never
+ * JSON logs to stdout. The destination is asynchronous (batched) so a log line never
  * blocks an admission; it is flushed on shutdown. Redaction is a second net: the code
  * never logs pod bodies or env values in the first place.
  */
@@ -16,6 +17,130 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: ['req.headers.authorization', '*.env', '*.object', '*.oldObject'], censor: '[redacted]' },
     },
-    destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }),
+    destination ?? new BatchedFdDestination(1),
   );
+}
+
+const MAX_PENDING_CHARS = 8 * 1024 * 1024;
+/** A line waits at most this long before it is written. */
+const FLUSH_INTERVAL_MS = 25;
+/** Write at once when this much is pending. */
+const FLUSH_AT_CHARS = 64 * 1024;
+
+/**
+ * Writes log lines to a file descriptor in batches: a line waits at most 25 ms (or until
+ * 64 KiB are pending), then everything pending goes out in one asynchronous write on
+ * libuv's thread pool. Under load one write(2) carries many lines; at rest a line still
+ * shows up in `kubectl logs` within 25 ms.
+ *
+ * pino's own sonic-boom destination (sync: false, minLength: 4096) costs more per line
+ * under load, because every write measures the UTF-8 length of the whole pending buffer,
+ * and with minLength it holds a lone line (e.g. "ready") until 4 KiB have piled up.
+ *
+ * If the reader stalls (a full pipe), lines beyond 8 MiB pending are dropped and counted
+ * rather than growing memory without bound.
+ */
+export class BatchedFdDestination implements DestinationStream {
+  private pending: string[] = [];
+  private pendingChars = 0;
+  /** The buffer an asynchronous write is working on, and how much of it is done. */
+  private inFlight: { buf: Buffer; offset: number } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private immediate = false;
+  dropped = 0;
+
+  constructor(private readonly fd: number) {
+    process.once('exit', () => this.flushSync());
+  }
+
+  write(line: string): void {
+    if (this.pendingChars + line.length > MAX_PENDING_CHARS) {
+      this.dropped++;
+      return;
+    }
+    this.pending.push(line);
+    this.pendingChars += line.length;
+    if (this.inFlight) return; // the write callback picks pending lines up
+    if (this.pendingChars >= FLUSH_AT_CHARS) {
+      if (!this.immediate) {
+        this.immediate = true;
+        setImmediate(this.flushAsync);
+      }
+    } else if (!this.timer) {
+      this.timer = setTimeout(this.flushAsync, FLUSH_INTERVAL_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** pino's logger.flush() calls this; it completes synchronously. */
+  flush(cb?: (err?: Error) => void): void {
+    try {
+      this.flushSync();
+      cb?.();
+    } catch (err) {
+      cb?.(err as Error);
+    }
+  }
+
+  flushSync(): void {
+    // A pending asynchronous write may be cut short by process.exit; finish its buffer here.
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const parts: Buffer[] = [];
+    if (this.inFlight) parts.push(this.inFlight.buf.subarray(this.inFlight.offset));
+    if (this.pending.length) parts.push(Buffer.from(this.pending.join('')));
+    this.inFlight = undefined;
+    this.pending = [];
+    this.pendingChars = 0;
+    for (const buf of parts) writeAllSync(this.fd, buf);
+  }
+
+  private readonly flushAsync = (): void => {
+    this.immediate = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.inFlight || this.pending.length === 0) return;
+    const buf = Buffer.from(this.pending.length === 1 ? this.pending[0]! : this.pending.join(''));
+    this.pending = [];
+    this.pendingChars = 0;
+    this.inFlight = { buf, offset: 0 };
+    this.writeInFlight();
+  };
+
+  private writeInFlight(): void {
+    const job = this.inFlight!;
+    fs.write(this.fd, job.buf, job.offset, job.buf.length - job.offset, null, (err, n) => {
+      if (this.inFlight !== job) return; // flushSync took over
+      if (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+          setTimeout(() => this.inFlight === job && this.writeInFlight(), 10);
+          return;
+        }
+        this.dropped++; // nowhere to report a broken stdout; drop the batch
+        this.inFlight = undefined;
+      } else {
+        job.offset += n;
+        if (job.offset < job.buf.length) return this.writeInFlight();
+        this.inFlight = undefined;
+      }
+      // Lines logged while writing: out at once if there are many, else after the interval.
+      if (this.pendingChars >= FLUSH_AT_CHARS) this.flushAsync();
+      else if (this.pending.length && !this.timer) {
+        this.timer = setTimeout(this.flushAsync, FLUSH_INTERVAL_MS);
+        this.timer.unref();
+      }
+    });
+  }
+}
+
+function writeAllSync(fd: number, buf: Buffer): void {
+  let offset = 0;
+  let spins = 0;
+  while (offset < buf.length) {
+    try {
+      offset += fs.writeSync(fd, buf, offset, buf.length - offset);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || ++spins > 1000) return;
+    }
+  }
 }

@@ -1,0 +1,58 @@
+/** The batched stdout destination: lines leave on their own shortly after, and flush() writes everything at once. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BatchedFdDestination, createLogger } from '../src/server/logger.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-logger-'));
+const fds: number[] = [];
+afterEach(() => {
+  for (const fd of fds.splice(0)) fs.closeSync(fd);
+});
+
+function open(name: string): { fd: number; read: () => string[] } {
+  const file = path.join(dir, name);
+  const fd = fs.openSync(file, 'w');
+  fds.push(fd);
+  return { fd, read: () => fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) };
+}
+
+async function eventually(check: () => boolean): Promise<void> {
+  const until = Date.now() + 5_000; // a generous "does not hang" bound, not a speed assertion
+  while (!check()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('BatchedFdDestination', () => {
+  it('writes a lone line without an explicit flush, as one JSON line', async () => {
+    const out = open('lone.log');
+    const log = createLogger('info', new BatchedFdDestination(out.fd));
+    log.info({ uid: 'u1' }, 'ready');
+    await eventually(() => out.read().length === 1);
+    expect(JSON.parse(out.read()[0]!)).toMatchObject({ level: 'info', name: 'mesh-guard', uid: 'u1', msg: 'ready' });
+  });
+
+  it('keeps every line, in order, under a burst, and flush() writes what is pending synchronously', () => {
+    const out = open('burst.log');
+    const dest = new BatchedFdDestination(out.fd);
+    const log = createLogger('info', dest);
+    for (let i = 0; i < 5_000; i++) log.info({ i }, 'admission');
+    log.flush();
+    const lines = out.read().map((l) => JSON.parse(l) as { i: number });
+    expect(lines.map((l) => l.i)).toEqual(Array.from({ length: 5_000 }, (_, i) => i));
+    expect(dest.dropped).toBe(0);
+  });
+
+  it('still redacts pod bodies and env values', () => {
+    const out = open('redact.log');
+    const log = createLogger('info', new BatchedFdDestination(out.fd));
+    log.info({ req: { object: { spec: {} } }, c: { env: [{ name: 'A', value: 'secret' }] } }, 'x');
+    log.flush();
+    const line = JSON.parse(out.read()[0]!);
+    expect(line.req.object).toBe('[redacted]');
+    expect(line.c.env).toBe('[redacted]');
+  });
+});
