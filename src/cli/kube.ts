@@ -71,17 +71,19 @@ export function parseTimeout(value: string | undefined): number {
 }
 
 /**
- * Per-request options with an AbortSignal timeout. The generated ObjectParamAPI passes
- * middleware through wrapOptions, which expects promise-style middleware, hence the cast
- * (same as src/cluster/kube-view.ts).
+ * Per-request options with an AbortSignal timeout. The ObjectParamAPI hands these options
+ * straight to the ObservableAPI, which calls `middleware.pre(ctx).toPromise()` (its rxjs
+ * stub), so the middleware returns that shape.
  */
 export function withTimeout(ms: number): ConfigurationOptions {
   const middleware = {
-    pre: async (ctx: RequestContext) => {
-      ctx.setSignal(AbortSignal.timeout(ms));
-      return ctx;
-    },
-    post: async (rsp: ResponseContext) => rsp,
+    pre: (ctx: RequestContext) => ({
+      toPromise: async () => {
+        ctx.setSignal(AbortSignal.timeout(ms));
+        return ctx;
+      },
+    }),
+    post: (rsp: ResponseContext) => ({ toPromise: async () => rsp }),
   };
   return { middleware: [middleware], middlewareMergeStrategy: 'append' } as unknown as ConfigurationOptions;
 }
