@@ -1,0 +1,663 @@
+/**
+ * The informer-backed ClusterView: Namespaces and the Dynatrace ActiveGate Services, kept in
+ * memory by @kubernetes/client-node list+watch informers, answered synchronously from memory at
+ * admission time (a namespace miss costs one bounded live GET, deduplicated and cached).
+ *
+ * What client-node's ListWatch (1.4, dist/cache.js + watch.js) does and does not do, and what this
+ * module adds:
+ * - A watch stream that ends cleanly is re-watched from the last resourceVersion; an ERROR event
+ *   with code 410 (or a 410 answer) clears the resourceVersion and relists. Kept as is.
+ * - Any other failure (list error, refused connection, "Premature close" of a dropped stream,
+ *   non-200 watch answer) fires the `error` callback and the informer STOPS for good
+ *   (kubernetes-client/javascript#836, #1933). Added: restart with capped exponential backoff + jitter.
+ * - The watch request has no timeout (watch.js builds a 30 s signal and then overwrites it), so a
+ *   half-open connection can go stale silently (#364, #958). Added: `timeoutSeconds` of 5-10 min
+ *   (client-go's reflector does the same), so the server ends every watch and it is renewed.
+ * - `allowWatchBookmarks` is not sent. Added (ListWatch already records a BOOKMARK's resourceVersion).
+ * - An exception thrown before the fetch (e.g. unreadable token file) rejects an un-awaited promise
+ *   inside ListWatch. Added: caught and turned into an `error` (then restart).
+ * - A list has no timeout. Added: a 30 s bound through a request middleware that sets an AbortSignal.
+ * - Whether a (re)connection worked is not reported (`connect` fires before trying). Added: the
+ *   informer counts as healthy once a watch request is answered 200 after its list.
+ */
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import {
+  CoreV1Api,
+  KubeConfig,
+  ListWatch,
+  Observable,
+  Watch,
+  type ConfigurationOptions,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type RequestContext,
+  type ResponseContext,
+  type V1Namespace,
+  type V1Service,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
+import type { Config } from '../config/schema.js';
+import { offlineClusterView, type ClusterView, type ClusterViewState, type NamespaceLookup } from './view.js';
+
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+export const SYNCED_METRIC = 'mesh_guard_cluster_view_synced';
+
+/** Internal timings; tests shorten them. */
+export interface ClusterViewTiming {
+  /** First restart delay after an informer error; doubles per consecutive error. */
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+  /** A broken informer must stay broken this long before the view turns degraded (no flapping on a single drop). */
+  readonly degradeAfterMs: number;
+  /** Bound for one list request. */
+  readonly listTimeoutMs: number;
+  /** Watch `timeoutSeconds` is drawn from [min, max]. */
+  readonly watchTimeoutSeconds: readonly [number, number];
+  /** How long a live-GET answer is reused when the informer has not (yet) seen the namespace. */
+  readonly liveKnownTtlMs: number;
+  readonly liveAbsentTtlMs: number;
+  readonly liveUnknownTtlMs: number;
+}
+
+export const DEFAULT_TIMING: ClusterViewTiming = {
+  backoffInitialMs: 500,
+  backoffMaxMs: 30_000,
+  degradeAfterMs: 2_000,
+  listTimeoutMs: 30_000,
+  watchTimeoutSeconds: [300, 600],
+  liveKnownTtlMs: 30_000,
+  liveAbsentTtlMs: 5_000,
+  liveUnknownTtlMs: 5_000,
+};
+
+export interface ClusterViewDeps {
+  readonly log: Logger;
+  readonly registry: Registry;
+  /** Defaults to process.env. Read: KUBECONFIG, KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Use this config instead of looking at the environment (tests, CLI). */
+  readonly kubeConfig?: KubeConfig;
+  /** Where the in-cluster service-account files live (tests). */
+  readonly serviceAccountDir?: string;
+  readonly timing?: Partial<ClusterViewTiming>;
+}
+
+export type ConnectionSource = 'in-cluster' | 'kubeconfig' | 'provided';
+export type Connection =
+  | { readonly kind: 'on'; readonly kc: KubeConfig; readonly source: ConnectionSource }
+  | { readonly kind: 'off'; readonly reason: string };
+
+/**
+ * Finds the cluster connection: an explicit KUBECONFIG wins (as in client-node's loadFromDefault and
+ * controller-runtime), else the in-cluster service account. ~/.kube/config is deliberately NOT used:
+ * a plain `npm start` on a laptop runs without a cluster.
+ */
+export function resolveConnection(
+  env: NodeJS.ProcessEnv,
+  serviceAccountDir: string = SERVICE_ACCOUNT_DIR,
+): Connection {
+  const kubeconfig = env['KUBECONFIG'];
+  if (kubeconfig) {
+    const files = kubeconfig.split(path.delimiter).filter((f) => f && existsSync(f));
+    if (files.length === 0) return { kind: 'off', reason: 'KUBECONFIG is set but names no existing file' };
+    try {
+      return { kind: 'on', kc: loadKubeconfigFiles(files), source: 'kubeconfig' };
+    } catch (err) {
+      return { kind: 'off', reason: `KUBECONFIG could not be loaded: ${errorText(err)}` };
+    }
+  }
+  const host = env['KUBERNETES_SERVICE_HOST'];
+  const port = env['KUBERNETES_SERVICE_PORT'];
+  const tokenFile = path.join(serviceAccountDir, 'token');
+  if (host && port && existsSync(tokenFile)) {
+    const kc = new KubeConfig();
+    const server = `https://${net.isIPv6(host) ? `[${host}]` : host}:${port}`;
+    kc.loadFromOptions({
+      clusters: [{ name: 'in-cluster', server, caFile: path.join(serviceAccountDir, 'ca.crt'), skipTLSVerify: false }],
+      // The tokenFile auth provider re-reads the (rotating, projected) token when it expires.
+      users: [{ name: 'in-cluster', authProvider: { name: 'tokenFile', config: { tokenFile } } }],
+      contexts: [{ name: 'in-cluster', cluster: 'in-cluster', user: 'in-cluster' }],
+      currentContext: 'in-cluster',
+    });
+    return { kind: 'on', kc, source: 'in-cluster' };
+  }
+  if (host && port) return { kind: 'off', reason: 'KUBERNETES_SERVICE_HOST is set but there is no service-account token' };
+  return { kind: 'off', reason: 'no in-cluster service account and no KUBECONFIG' };
+}
+
+/** Loads one or more kubeconfig files; like kubectl, the first definition of a name wins. */
+function loadKubeconfigFiles(files: readonly string[]): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(files[0]!);
+  if (files.length === 1) return kc;
+  const clusters = [...kc.getClusters()];
+  const users = [...kc.getUsers()];
+  const contexts = [...kc.getContexts()];
+  let current = kc.getCurrentContext();
+  for (const f of files.slice(1)) {
+    const more = new KubeConfig();
+    more.loadFromFile(f);
+    for (const c of more.getClusters()) if (!clusters.some((x) => x.name === c.name)) clusters.push(c);
+    for (const u of more.getUsers()) if (!users.some((x) => x.name === u.name)) users.push(u);
+    for (const c of more.getContexts()) if (!contexts.some((x) => x.name === c.name)) contexts.push(c);
+    if (!current) current = more.getCurrentContext();
+  }
+  const merged = new KubeConfig();
+  merged.loadFromOptions({ clusters, users, contexts, currentContext: current });
+  return merged;
+}
+
+/**
+ * Builds the cluster view. Without a cluster (or with `cluster.mode: off`) it logs one info line and
+ * returns `offlineClusterView`. Never throws for connection problems: they show as state 'degraded'.
+ */
+export function createClusterView(cfg: Config['cluster'], deps: ClusterViewDeps): ClusterView {
+  const log = deps.log.child({ component: 'cluster-view' });
+  if (cfg.mode === 'off') {
+    log.info({ clusterView: 'off' }, 'cluster view is off (cluster.mode: off); rules that need namespace labels or ActiveGate IPs use their fallbacks');
+    return offlineClusterView;
+  }
+  const conn: Connection = deps.kubeConfig
+    ? { kind: 'on', kc: deps.kubeConfig, source: 'provided' }
+    : resolveConnection(deps.env ?? process.env, deps.serviceAccountDir);
+  if (conn.kind === 'off') {
+    log.info({ clusterView: 'off' }, `cluster view is off: ${conn.reason}; rules that need namespace labels or ActiveGate IPs use their fallbacks`);
+    return offlineClusterView;
+  }
+  if (!conn.kc.getCurrentCluster()) {
+    log.info({ clusterView: 'off' }, 'cluster view is off: the kubeconfig has no current cluster; rules use their fallbacks');
+    return offlineClusterView;
+  }
+  return new KubeClusterView(cfg, conn.kc, conn.source, log, deps.registry, { ...DEFAULT_TIMING, ...deps.timing });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface LiveEntry {
+  readonly answer: Promise<NamespaceLookup>;
+  /** ms timestamp; Infinity while the lookup is in flight. */
+  expires: number;
+}
+
+const MAX_LIVE_ENTRIES = 1024;
+const ABSENT: NamespaceLookup = Object.freeze({ state: 'absent' });
+
+class KubeClusterView implements ClusterView {
+  private stateValue: ClusterViewState = 'syncing';
+  /** Informer-backed answers: one resolved promise per namespace, reused by every admission. */
+  private readonly namespaces = new Map<string, Promise<NamespaceLookup>>();
+  /** Live-GET answers for namespaces the informer has not seen. */
+  private readonly live = new Map<string, LiveEntry>();
+  private activeGateIPs: readonly string[] | null = null;
+  private readonly nsInformer: ManagedInformer<V1Namespace>;
+  private readonly svcInformer: ManagedInformer<V1Service>;
+  private readonly core: CoreV1Api;
+  private readonly gauge: Gauge;
+  private readonly readyPromise: Promise<void>;
+  private resolveReady!: () => void;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private degradeTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly cfg: Config['cluster'],
+    kc: KubeConfig,
+    source: ConnectionSource,
+    private readonly log: Logger,
+    private readonly registry: Registry,
+    private readonly timing: ClusterViewTiming,
+  ) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.readyPromise = new Promise<void>((resolve) => (this.resolveReady = resolve));
+
+    registry.removeSingleMetric(SYNCED_METRIC);
+    this.gauge = new Gauge({
+      name: SYNCED_METRIC,
+      help: '1 when the cluster view (namespaces, ActiveGate Services) is synced with the API server, 0 while syncing or degraded',
+      registers: [registry],
+    });
+    this.gauge.set(0);
+
+    const hooks: InformerHooks = {
+      isClosed: () => this.closed,
+      onHealthChange: () => this.evaluate(),
+      log,
+      timing,
+    };
+    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (o) => this.core.listNamespace({}, o), undefined, hooks);
+    const agNs = cfg.activeGateNamespace;
+    const selector = cfg.activeGateLabelSelector;
+    this.svcInformer = agNs
+      ? new ManagedInformer<V1Service>(
+          'activegate-services',
+          kc,
+          `/api/v1/namespaces/${encodeURIComponent(agNs)}/services`,
+          (o) => this.core.listNamespacedService({ namespace: agNs, labelSelector: selector }, o),
+          selector,
+          hooks,
+        )
+      : new ManagedInformer<V1Service>(
+          'activegate-services',
+          kc,
+          '/api/v1/services',
+          (o) => this.core.listServiceForAllNamespaces({ labelSelector: selector }, o),
+          selector,
+          hooks,
+        );
+
+    const lw = this.nsInformer.lw;
+    lw.on('add', (ns) => this.setNamespace(ns));
+    lw.on('update', (ns) => this.setNamespace(ns));
+    lw.on('delete', (ns) => {
+      const name = ns.metadata?.name;
+      if (name) {
+        this.namespaces.delete(name);
+        this.live.delete(name);
+      }
+    });
+    const recompute = () => this.recomputeActiveGateIPs();
+    this.svcInformer.lw.on('add', recompute);
+    this.svcInformer.lw.on('update', recompute);
+    this.svcInformer.lw.on('delete', recompute);
+
+    log.info(
+      { clusterView: 'syncing', source, activeGateNamespace: agNs || '(all)', activeGateLabelSelector: selector },
+      `cluster view: connecting (${source === 'in-cluster' ? 'in-cluster service account' : source === 'kubeconfig' ? 'KUBECONFIG' : 'provided kubeconfig'})`,
+    );
+    this.syncTimer = setTimeout(() => this.onSyncTimeout(), cfg.syncTimeoutMs);
+    this.nsInformer.start();
+    this.svcInformer.start();
+  }
+
+  get state(): ClusterViewState {
+    return this.stateValue;
+  }
+
+  namespaceLabels(name: string): Promise<NamespaceLookup> {
+    const known = this.namespaces.get(name);
+    if (known !== undefined) return known;
+    const cached = this.live.get(name);
+    if (cached !== undefined && cached.expires > Date.now()) return cached.answer;
+    if (this.closed) return Promise.resolve({ state: 'unknown', reason: 'cluster view is closed' });
+    return this.liveLookup(name);
+  }
+
+  activeGateServiceIPs(): readonly string[] | null {
+    return this.activeGateIPs;
+  }
+
+  ready(): Promise<void> {
+    return this.readyPromise;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.syncTimer);
+    clearTimeout(this.degradeTimer);
+    this.syncTimer = this.degradeTimer = undefined;
+    await Promise.all([this.nsInformer.stop(), this.svcInformer.stop()]);
+    this.resolveReady();
+    if (this.registry.getSingleMetric(SYNCED_METRIC) === this.gauge) this.registry.removeSingleMetric(SYNCED_METRIC);
+  }
+
+  // ---- namespaces ---------------------------------------------------------------------------
+
+  private setNamespace(ns: V1Namespace): void {
+    const name = ns.metadata?.name;
+    if (!name) return;
+    const labels: Record<string, string> = Object.create(null);
+    for (const [k, v] of Object.entries(ns.metadata?.labels ?? {})) labels[k] = String(v);
+    this.namespaces.set(name, Promise.resolve<NamespaceLookup>(Object.freeze({ state: 'known', labels: Object.freeze(labels) })));
+    this.live.delete(name);
+  }
+
+  /** One bounded GET; concurrent callers share it; the answer is cached for a short while. */
+  private liveLookup(name: string): Promise<NamespaceLookup> {
+    const entry: LiveEntry = { answer: this.fetchNamespace(name), expires: Infinity };
+    if (this.live.size >= MAX_LIVE_ENTRIES) {
+      const oldest = this.live.keys().next();
+      if (!oldest.done) this.live.delete(oldest.value);
+    }
+    this.live.set(name, entry);
+    void entry.answer.then((a) => {
+      const ttl = a.state === 'known' ? this.timing.liveKnownTtlMs : a.state === 'absent' ? this.timing.liveAbsentTtlMs : this.timing.liveUnknownTtlMs;
+      entry.expires = Date.now() + ttl;
+    });
+    return entry.answer;
+  }
+
+  private async fetchNamespace(name: string): Promise<NamespaceLookup> {
+    const bound = this.cfg.liveLookupTimeoutMs;
+    const ctrl = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<NamespaceLookup>((resolve) => {
+      timer = setTimeout(() => {
+        ctrl.abort();
+        resolve({ state: 'unknown', reason: `namespace lookup timed out after ${bound} ms` });
+      }, bound);
+    });
+    const request = this.core.readNamespace({ name }, withSignal(ctrl.signal)).then(
+      (ns): NamespaceLookup | Promise<NamespaceLookup> => {
+        // An informer event may have arrived meanwhile; it is at least as fresh.
+        const fromInformer = this.namespaces.get(name);
+        if (fromInformer) return fromInformer;
+        const labels: Record<string, string> = Object.create(null);
+        for (const [k, v] of Object.entries(ns.metadata?.labels ?? {})) labels[k] = String(v);
+        return Object.freeze({ state: 'known', labels: Object.freeze(labels) });
+      },
+      (err: unknown): NamespaceLookup => {
+        if (statusCode(err) === 404) return ABSENT;
+        return { state: 'unknown', reason: `namespace lookup failed: ${errorText(err)}` };
+      },
+    );
+    try {
+      return await Promise.race([request, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- ActiveGate Services ------------------------------------------------------------------
+
+  private recomputeActiveGateIPs(): void {
+    this.activeGateIPs = clusterIPsOf(this.svcInformer.lw.list());
+  }
+
+  // ---- state --------------------------------------------------------------------------------
+
+  private evaluate(): void {
+    if (this.closed) return;
+    const healthy = this.nsInformer.healthy && this.svcInformer.healthy;
+    if (this.svcInformer.synced && this.activeGateIPs === null) this.recomputeActiveGateIPs();
+    if (this.stateValue === 'syncing') {
+      if (healthy) {
+        clearTimeout(this.syncTimer);
+        this.syncTimer = undefined;
+        this.setState('synced');
+        this.resolveReady();
+      }
+      return;
+    }
+    if (healthy) {
+      clearTimeout(this.degradeTimer);
+      this.degradeTimer = undefined;
+      this.setState('synced');
+    } else if (this.stateValue === 'synced' && this.degradeTimer === undefined) {
+      this.degradeTimer = setTimeout(() => {
+        this.degradeTimer = undefined;
+        if (!this.closed && !(this.nsInformer.healthy && this.svcInformer.healthy)) this.setState('degraded');
+      }, this.timing.degradeAfterMs);
+    }
+  }
+
+  private onSyncTimeout(): void {
+    this.syncTimer = undefined;
+    if (this.closed || this.stateValue !== 'syncing') return;
+    this.setState('degraded', `first sync did not finish within ${this.cfg.syncTimeoutMs} ms`);
+    this.resolveReady();
+  }
+
+  private setState(next: ClusterViewState, why?: string): void {
+    if (this.stateValue === next) return;
+    this.stateValue = next;
+    this.gauge.set(next === 'synced' ? 1 : 0);
+    if (next === 'synced') {
+      this.log.info(
+        { clusterView: 'synced', namespaces: this.namespaces.size, activeGateIPs: this.activeGateIPs?.length ?? 0 },
+        'cluster view synced',
+      );
+    } else if (next === 'degraded') {
+      const problems = [this.nsInformer, this.svcInformer].filter((i) => !i.healthy).map((i) => `${i.name}: ${i.lastError ?? 'not connected yet'}`);
+      this.log.warn(
+        { clusterView: 'degraded', problems },
+        `cluster view degraded (${why ?? 'watch broken'}); serving cached answers, unknown namespaces use rule fallbacks; retrying with backoff`,
+      );
+    }
+  }
+}
+
+/** ClusterIPs of Services (IPv4 and IPv6), without "None"/"", deduplicated, ordered by namespace/name. */
+export function clusterIPsOf(services: readonly V1Service[]): readonly string[] {
+  const sorted = [...services].sort((a, b) => {
+    const ka = `${a.metadata?.namespace ?? ''}/${a.metadata?.name ?? ''}`;
+    const kb = `${b.metadata?.namespace ?? ''}/${b.metadata?.name ?? ''}`;
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
+  const out: string[] = [];
+  for (const s of sorted) {
+    const spec = s.spec;
+    const ips = spec?.clusterIPs && spec.clusterIPs.length > 0 ? spec.clusterIPs : spec?.clusterIP ? [spec.clusterIP] : [];
+    for (const ip of ips) {
+      if (ip && ip !== 'None' && net.isIP(ip) !== 0 && !out.includes(ip)) out.push(ip);
+    }
+  }
+  return Object.freeze(out);
+}
+
+// ---- informer management ----------------------------------------------------------------------
+
+interface InformerHooks {
+  isClosed(): boolean;
+  onHealthChange(): void;
+  readonly log: Logger;
+  readonly timing: ClusterViewTiming;
+}
+
+type ListCall<T extends KubernetesObject> = (options: ConfigurationOptions) => Promise<KubernetesListObject<T>>;
+
+/** What GuardedWatch needs from its informer. */
+interface WatchOwner {
+  isClosed(): boolean;
+  spinDelayMs(): number;
+  sleep(ms: number): Promise<void>;
+  watchParams(): { allowWatchBookmarks: boolean; timeoutSeconds: number };
+  onWatchConnected(): void;
+  onWatchEnded(err: unknown, startedAt: number): void;
+}
+
+/** A client-node ListWatch plus what it lacks: restart with backoff, health, bounded requests. */
+class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
+  readonly lw: ListWatch<T>;
+  /** A watch was answered 200 after a successful list at least once. */
+  synced = false;
+  /** The last list/watch attempt worked and no error since. */
+  healthy = false;
+  lastError: string | undefined;
+  private failures = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private readonly inflight = new Set<AbortController>();
+  private readonly sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
+  private shortWatches = 0;
+
+  constructor(
+    readonly name: string,
+    kc: KubeConfig,
+    apiPath: string,
+    list: ListCall<T>,
+    labelSelector: string | undefined,
+    private readonly hooks: InformerHooks,
+  ) {
+    const listFn = async (): Promise<KubernetesListObject<T>> => {
+      const ctrl = new AbortController();
+      this.inflight.add(ctrl);
+      const timer = setTimeout(() => ctrl.abort(), hooks.timing.listTimeoutMs);
+      try {
+        return await list(withSignal(ctrl.signal));
+      } finally {
+        clearTimeout(timer);
+        this.inflight.delete(ctrl);
+      }
+    };
+    this.lw = new ListWatch<T>(apiPath, new GuardedWatch(kc, this), listFn, false, labelSelector);
+    this.lw.on('error', (err: unknown) => this.onError(err));
+  }
+
+  start(): void {
+    this.lw.start().catch((err: unknown) => this.onError(err));
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    for (const s of this.sleepers) {
+      clearTimeout(s.timer);
+      s.wake();
+    }
+    this.sleepers.clear();
+    for (const c of this.inflight) c.abort();
+    await this.lw.stop();
+  }
+
+  // Called by GuardedWatch.
+  watchParams(): { allowWatchBookmarks: boolean; timeoutSeconds: number } {
+    const [min, max] = this.hooks.timing.watchTimeoutSeconds;
+    return { allowWatchBookmarks: true, timeoutSeconds: Math.round(min + Math.random() * (max - min)) };
+  }
+
+  onWatchConnected(): void {
+    this.failures = 0;
+    this.lastError = undefined;
+    const changed = !this.healthy || !this.synced;
+    this.healthy = true;
+    this.synced = true;
+    if (changed) this.hooks.onHealthChange();
+  }
+
+  onWatchEnded(err: unknown, startedAt: number): void {
+    if (err) return; // handled through the `error` callback
+    this.shortWatches = Date.now() - startedAt < 1000 ? this.shortWatches + 1 : 0;
+  }
+
+  /** Delay before the next watch when the server keeps ending watches right away (no hot loop). */
+  spinDelayMs(): number {
+    if (this.shortWatches < 2) return 0;
+    return Math.min(this.hooks.timing.backoffMaxMs, this.hooks.timing.backoffInitialMs * 2 ** Math.min(this.shortWatches - 2, 16));
+  }
+
+  isClosed(): boolean {
+    return this.hooks.isClosed();
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const s = {
+        timer: setTimeout(() => {
+          this.sleepers.delete(s);
+          resolve();
+        }, ms),
+        wake: resolve,
+      };
+      this.sleepers.add(s);
+    });
+  }
+
+  private onError(err: unknown): void {
+    if (this.hooks.isClosed()) return;
+    this.failures++;
+    this.lastError = errorText(err);
+    const wasHealthy = this.healthy;
+    this.healthy = false;
+    const { backoffInitialMs, backoffMaxMs } = this.hooks.timing;
+    const base = Math.min(backoffMaxMs, backoffInitialMs * 2 ** Math.min(this.failures - 1, 16));
+    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    this.hooks.log.debug({ informer: this.name, err: this.lastError, retryInMs: delay, failures: this.failures }, 'cluster view: list/watch failed, restarting');
+    if (this.restartTimer === undefined) {
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = undefined;
+        if (!this.hooks.isClosed()) this.start();
+      }, delay);
+    }
+    if (wasHealthy) this.hooks.onHealthChange();
+  }
+}
+
+/** client-node's Watch with bookmarks, a server-side timeout, connect reporting and no unhandled rejections. */
+class GuardedWatch extends Watch {
+  constructor(
+    kc: KubeConfig,
+    private readonly owner: WatchOwner,
+  ) {
+    super(kc);
+  }
+
+  override async watch(
+    apiPath: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: any, watchObj?: any) => void,
+    done: (err: any) => void,
+  ): Promise<AbortController> {
+    const owner = this.owner;
+    const spin = owner.spinDelayMs();
+    if (spin > 0) await owner.sleep(spin);
+    if (owner.isClosed()) return new AbortController(); // stopped while listing/sleeping: end the loop quietly
+    const startedAt = Date.now();
+    let failed = false;
+    const wrappedDone = (err: unknown) => {
+      if (err) failed = true;
+      owner.onWatchEnded(err, startedAt);
+      done(err);
+    };
+    try {
+      const ctrl = await super.watch(apiPath, { ...queryParams, ...owner.watchParams() }, callback, wrappedDone);
+      if (!failed && !owner.isClosed()) owner.onWatchConnected();
+      return ctrl;
+    } catch (err) {
+      if (!failed) wrappedDone(err);
+      return new AbortController();
+    }
+  }
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+/** Per-request options that attach an AbortSignal (ObjectParamAPI takes Observable-style middleware). */
+function withSignal(signal: AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [
+      {
+        pre: (ctx: RequestContext) => {
+          ctx.setSignal(signal);
+          return new Observable(Promise.resolve(ctx));
+        },
+        post: (rsp: ResponseContext) => new Observable(Promise.resolve(rsp)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+}
+
+function statusCode(err: unknown): number | undefined {
+  if (err && typeof err === 'object') {
+    const e = err as { code?: unknown; statusCode?: unknown };
+    if (typeof e.code === 'number') return e.code;
+    if (typeof e.statusCode === 'number') return e.statusCode;
+  }
+  return undefined;
+}
+
+/** A short, single-line description of an error (ApiException messages embed headers and bodies). */
+function errorText(err: unknown): string {
+  const code = statusCode(err);
+  if (code !== undefined) {
+    const body = (err as { body?: unknown }).body;
+    let message = '';
+    if (typeof body === 'string') {
+      try {
+        message = String((JSON.parse(body) as { message?: unknown }).message ?? '');
+      } catch {
+        message = '';
+      }
+    } else if (body && typeof body === 'object') message = String((body as { message?: unknown }).message ?? '');
+    return `HTTP ${code}${message ? `: ${message}` : ''}`;
+  }
+  if (err instanceof Error) {
+    const c = (err as { code?: unknown }).code;
+    const first = err.message.split('\n')[0] ?? '';
+    return `${err.name === 'Error' ? '' : `${err.name}: `}${first}${typeof c === 'string' && !first.includes(c) ? ` (${c})` : ''}`.slice(0, 300);
+  }
+  return String(err).slice(0, 300);
+}

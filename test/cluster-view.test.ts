@@ -1,0 +1,381 @@
+/**
+ * The informer-backed cluster view against the in-test API server, through the real
+ * @kubernetes/client-node (no mocks). Timing assertions are only generous "does not hang" bounds.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createClusterView, SYNCED_METRIC, type ClusterViewTiming } from '../src/cluster/kube-view.js';
+import { offlineClusterView, type ClusterView } from '../src/cluster/view.js';
+import { defaultConfig, type Config } from '../src/config/schema.js';
+import { FakeApiServer, kubeconfigFor } from './support/fake-apiserver.js';
+
+const AG_LABELS = { 'app.kubernetes.io/component': 'activegate', 'app.kubernetes.io/name': 'dynatrace-operator' };
+const FAST: Partial<ClusterViewTiming> = { backoffInitialMs: 50, backoffMaxMs: 400, degradeAfterMs: 300, listTimeoutMs: 1_000 };
+
+interface LogLine {
+  level: number;
+  msg: string;
+  clusterView?: string;
+  [k: string]: unknown;
+}
+
+function capture() {
+  const lines: LogLine[] = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
+  return { log, lines };
+}
+
+function clusterCfg(over: Partial<Config['cluster']> = {}): Config['cluster'] {
+  return { ...defaultConfig.cluster, syncTimeoutMs: 5_000, ...over };
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 8_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for: ${what}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function seed(server: FakeApiServer): void {
+  server.create('namespaces', { metadata: { name: 'app', labels: { 'istio-injection': 'enabled' } } });
+  server.create('namespaces', { metadata: { name: 'dynatrace' } });
+  server.create('services', {
+    metadata: { name: 'dk-activegate', namespace: 'dynatrace', labels: { ...AG_LABELS, 'app.kubernetes.io/created-by': 'dk' } },
+    spec: { type: 'ClusterIP', clusterIP: '10.96.0.50', clusterIPs: ['10.96.0.50', 'fd00:10:96::50'], ports: [{ name: 'https', port: 443, targetPort: 'https' }] },
+  });
+  // Same labels, headless: never counts.
+  server.create('services', {
+    metadata: { name: 'dk-activegate-headless', namespace: 'dynatrace', labels: AG_LABELS },
+    spec: { clusterIP: 'None', clusterIPs: ['None'] },
+  });
+  // Not an ActiveGate Service.
+  server.create('services', { metadata: { name: 'web', namespace: 'app', labels: { app: 'web' } }, spec: { clusterIP: '10.96.0.99' } });
+}
+
+let server: FakeApiServer | undefined;
+let view: ClusterView | undefined;
+
+afterEach(async () => {
+  await view?.close();
+  await server?.close();
+  view = undefined;
+  server = undefined;
+});
+
+async function startView(opts: { cfg?: Partial<Config['cluster']>; timing?: Partial<ClusterViewTiming>; seedData?: boolean } = {}) {
+  server = await FakeApiServer.start();
+  if (opts.seedData ?? true) seed(server);
+  const { log, lines } = capture();
+  const registry = new Registry();
+  view = createClusterView(clusterCfg(opts.cfg), { log, registry, kubeConfig: server.kubeConfig(), timing: { ...FAST, ...opts.timing } });
+  return { server, view, log, lines, registry };
+}
+
+async function gaugeValue(registry: Registry): Promise<number | undefined> {
+  const m = registry.getSingleMetric(SYNCED_METRIC);
+  if (!m) return undefined;
+  const v = await m.get();
+  return v.values[0]?.value;
+}
+
+describe('cluster view (informers against the in-test API server)', () => {
+  it('syncs, answers namespace labels from memory and sees a label change without a restart', async () => {
+    const { server, view, registry, lines } = await startView();
+    await view.ready();
+    expect(view.state).toBe('synced');
+    expect(await gaugeValue(registry)).toBe(1);
+    expect(await view.namespaceLabels('app')).toEqual({ state: 'known', labels: { 'istio-injection': 'enabled' } });
+    expect(await view.namespaceLabels('dynatrace')).toEqual({ state: 'known', labels: {} });
+
+    server.setLabels('namespaces', undefined, 'app', { 'istio-injection': null, 'istio.io/rev': 'canary' });
+    await waitFor(async () => {
+      const a = await view.namespaceLabels('app');
+      return a.state === 'known' && a.labels['istio.io/rev'] === 'canary';
+    }, 'label change');
+    expect(await view.namespaceLabels('app')).toEqual({ state: 'known', labels: { 'istio.io/rev': 'canary' } });
+
+    // A namespace created later arrives through the watch: live GETs for it never answer here.
+    server.setDelay(60_000, (r) => r.path === '/api/v1/namespaces/late');
+    server.create('namespaces', { metadata: { name: 'late', labels: { 'dynakube.internal.dynatrace.com/instance': 'dk' } } });
+    await waitFor(async () => (await view.namespaceLabels('late')).state === 'known', 'new namespace');
+    server.setDelay(0);
+    expect(lines.filter((l) => l.level >= 40)).toHaveLength(0);
+  });
+
+  it('sends list and watch requests the way the real API server expects', async () => {
+    const { server, view } = await startView({ cfg: { activeGateNamespace: 'dynatrace' } });
+    await view.ready();
+    const svc = server.requests.filter((r) => r.path === '/api/v1/namespaces/dynatrace/services');
+    const list = svc.find((r) => !r.watch);
+    const watch = svc.find((r) => r.watch);
+    expect(list?.query['labelSelector']).toBe(defaultConfig.cluster.activeGateLabelSelector);
+    expect(watch?.query['labelSelector']).toBe(defaultConfig.cluster.activeGateLabelSelector);
+    expect(watch?.query['resourceVersion']).toMatch(/^\d+$/);
+    expect(watch?.query['allowWatchBookmarks']).toBe('true');
+    expect(Number(watch?.query['timeoutSeconds'])).toBeGreaterThanOrEqual(300);
+    expect(view.activeGateServiceIPs()).toEqual(['10.96.0.50', 'fd00:10:96::50']);
+  });
+
+  it('tracks ActiveGate Services: add, ClusterIP change, IPv6, None excluded, delete', async () => {
+    const { server, view } = await startView();
+    await view.ready();
+    expect(view.activeGateServiceIPs()).toEqual(['10.96.0.50', 'fd00:10:96::50']);
+
+    server.create('services', {
+      metadata: { name: 'other-activegate', namespace: 'dt2', labels: AG_LABELS },
+      spec: { clusterIP: '10.96.1.7' }, // only the singular field (older objects)
+    });
+    await waitFor(() => view.activeGateServiceIPs()?.includes('10.96.1.7') === true, 'added service');
+    // Ordered by namespace/name: dt2 < dynatrace.
+    expect(view.activeGateServiceIPs()).toEqual(['10.96.1.7', '10.96.0.50', 'fd00:10:96::50']);
+
+    server.modify('services', 'dynatrace', 'dk-activegate', (s) => {
+      (s as unknown as { spec: Record<string, unknown> }).spec = { clusterIP: 'fd00:10:96::77', clusterIPs: ['fd00:10:96::77', '10.96.0.77'] };
+    });
+    await waitFor(() => view.activeGateServiceIPs()?.includes('fd00:10:96::77') === true, 'changed ClusterIP');
+    expect(view.activeGateServiceIPs()).toEqual(['10.96.1.7', 'fd00:10:96::77', '10.96.0.77']);
+
+    // Losing the labels removes it from the selection (the watch sends DELETED).
+    server.setLabels('services', 'dt2', 'other-activegate', { 'app.kubernetes.io/component': null });
+    await waitFor(() => view.activeGateServiceIPs()?.length === 2, 'label removed');
+
+    server.delete('services', 'dynatrace', 'dk-activegate');
+    await waitFor(() => view.activeGateServiceIPs()?.length === 0, 'deleted service');
+    expect(view.activeGateServiceIPs()).toEqual([]);
+    expect(view.state).toBe('synced');
+  });
+
+  it('relists after 410 Gone and stays synced', async () => {
+    const { server, view, lines } = await startView();
+    await view.ready();
+    server.requests.length = 0;
+    server.expireResourceVersions();
+    await waitFor(() => server.requests.some((r) => r.path === '/api/v1/namespaces' && !r.watch), 'relist of namespaces');
+    await waitFor(() => server.watchCount('namespaces') === 1 && server.watchCount('services') === 1, 'watches back');
+    server.setLabels('namespaces', undefined, 'app', { team: 'a' });
+    await waitFor(async () => {
+      const a = await view.namespaceLabels('app');
+      return a.state === 'known' && a.labels['team'] === 'a';
+    }, 'change after relist');
+    expect(view.state).toBe('synced');
+    expect(lines.filter((l) => l.level >= 40)).toHaveLength(0);
+  });
+
+  it('a relist after 410 removes what was deleted while the watch was gone', async () => {
+    const { server, view } = await startView();
+    await view.ready();
+    expect((await view.namespaceLabels('app')).state).toBe('known');
+    await server.stop();
+    server.delete('namespaces', undefined, 'app');
+    server.expireResourceVersions();
+    await server.start();
+    await waitFor(async () => (await view.namespaceLabels('app')).state === 'absent', 'deleted namespace gone');
+    await waitFor(() => view.state === 'synced', 'synced again');
+  });
+
+  it('rewatches from its resourceVersion after a dropped connection', async () => {
+    const { server, view } = await startView();
+    await view.ready();
+    const lastListRv = server.resourceVersion;
+    server.requests.length = 0;
+    server.dropConnections();
+    server.setLabels('namespaces', undefined, 'app', { dropped: 'yes' });
+    await waitFor(async () => {
+      const a = await view.namespaceLabels('app');
+      return a.state === 'known' && a.labels['dropped'] === 'yes';
+    }, 'change after drop');
+    const rewatch = server.requests.find((r) => r.path === '/api/v1/namespaces' && r.watch);
+    expect(rewatch?.query['resourceVersion']).toBe(lastListRv); // resumed, not relisted
+    expect(server.requests.some((r) => r.path === '/api/v1/namespaces' && !r.watch)).toBe(false);
+    await waitFor(() => view.state === 'synced', 'synced');
+  });
+
+  it('answers a miss with one live GET: 404 becomes absent and is cached', async () => {
+    const { server, view } = await startView();
+    await view.ready();
+    server.requests.length = 0;
+    const [a, b] = await Promise.all([view.namespaceLabels('nope'), view.namespaceLabels('nope')]);
+    expect(a).toEqual({ state: 'absent' });
+    expect(b).toEqual({ state: 'absent' });
+    expect(await view.namespaceLabels('nope')).toEqual({ state: 'absent' });
+    expect(server.requests.filter((r) => r.path === '/api/v1/namespaces/nope')).toHaveLength(1);
+  });
+
+  it('answers a miss from a live GET when the informer has not seen the namespace yet', async () => {
+    const { server, view } = await startView();
+    await view.ready();
+    // Hold back watch traffic: the namespace exists on the server, but the informer will not hear of it for a while.
+    server.setDelay(60_000, (r) => r.watch);
+    server.dropConnections();
+    server.create('namespaces', { metadata: { name: 'fresh', labels: { 'consul.hashicorp.com/transparent-proxy': 'false' } } });
+    expect(await view.namespaceLabels('fresh')).toEqual({ state: 'known', labels: { 'consul.hashicorp.com/transparent-proxy': 'false' } });
+    server.setDelay(0);
+  });
+
+  it('a slow API server turns a miss into "unknown" within the bound, without retrying', async () => {
+    const { server, view } = await startView({ cfg: { liveLookupTimeoutMs: 200 } });
+    await view.ready();
+    server.requests.length = 0;
+    server.setDelay(3_000, (r) => r.path === '/api/v1/namespaces/slow');
+    const t0 = Date.now();
+    const answer = await view.namespaceLabels('slow');
+    const elapsed = Date.now() - t0;
+    expect(answer.state).toBe('unknown');
+    expect(answer.state === 'unknown' && answer.reason).toMatch(/timed out after 200 ms/);
+    expect(elapsed).toBeLessThan(1_500);
+    // Cached: the next admission does not wait again.
+    const t1 = Date.now();
+    expect((await view.namespaceLabels('slow')).state).toBe('unknown');
+    expect(Date.now() - t1).toBeLessThan(100);
+    expect(server.requests.filter((r) => r.path === '/api/v1/namespaces/slow')).toHaveLength(1);
+  });
+
+  it('API server down: serves cached answers, degrades with one warning, recovers to synced', async () => {
+    const { server, view, lines, registry } = await startView();
+    await view.ready();
+    expect(view.state).toBe('synced');
+
+    await server.stop();
+    await waitFor(() => view.state === 'degraded', 'degraded');
+    expect(await gaugeValue(registry)).toBe(0);
+    // Several retries fail meanwhile; still one warning.
+    await sleep(700);
+    const t0 = Date.now();
+    expect(await view.namespaceLabels('app')).toEqual({ state: 'known', labels: { 'istio-injection': 'enabled' } });
+    expect(view.activeGateServiceIPs()).toEqual(['10.96.0.50', 'fd00:10:96::50']);
+    const miss = await view.namespaceLabels('never-seen');
+    expect(miss.state).toBe('unknown');
+    expect(Date.now() - t0).toBeLessThan(1_500);
+    const warnings = lines.filter((l) => l.level === 40);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.clusterView).toBe('degraded');
+
+    server.setLabels('namespaces', undefined, 'app', { during: 'outage' });
+    await server.start();
+    await waitFor(() => view.state === 'synced', 'synced again');
+    expect(await gaugeValue(registry)).toBe(1);
+    await waitFor(async () => {
+      const a = await view.namespaceLabels('app');
+      return a.state === 'known' && a.labels['during'] === 'outage';
+    }, 'change made during the outage');
+    expect(lines.filter((l) => l.level === 40)).toHaveLength(1);
+    expect(lines.filter((l) => l.clusterView === 'synced')).toHaveLength(2);
+  });
+
+  it('ready() resolves after the bounded wait when the first sync cannot finish, then recovers', async () => {
+    server = await FakeApiServer.start();
+    seed(server);
+    server.setDelay(60_000, (r) => !r.watch && r.path === '/api/v1/namespaces');
+    const { log, lines } = capture();
+    const registry = new Registry();
+    view = createClusterView(clusterCfg({ syncTimeoutMs: 300 }), { log, registry, kubeConfig: server.kubeConfig(), timing: FAST });
+    expect(view.state).toBe('syncing');
+    await view.ready();
+    expect(view.state).toBe('degraded');
+    expect(await gaugeValue(registry)).toBe(0);
+    expect(lines.filter((l) => l.level === 40)).toHaveLength(1);
+    server.setDelay(0);
+    // The stuck list is aborted by the list timeout (1 s here), then retried.
+    await waitFor(() => view!.state === 'synced', 'synced after slow start');
+    expect(await view.namespaceLabels('app')).toMatchObject({ state: 'known' });
+  });
+
+  it('ready() never rejects and close() is idempotent even when nothing listens', async () => {
+    server = await FakeApiServer.start();
+    const kc = server.kubeConfig();
+    await server.close();
+    const { log } = capture();
+    view = createClusterView(clusterCfg({ syncTimeoutMs: 200 }), { log, registry: new Registry(), kubeConfig: kc, timing: FAST });
+    await view.ready();
+    expect(view.state).toBe('degraded');
+    expect(view.activeGateServiceIPs()).toBeNull();
+    expect((await view.namespaceLabels('x')).state).toBe('unknown');
+    await view.close();
+    await view.close();
+  });
+
+  it('connects through KUBECONFIG', async () => {
+    server = await FakeApiServer.start();
+    seed(server);
+    const { log, lines } = capture();
+    view = createClusterView(clusterCfg(), { log, registry: new Registry(), env: { KUBECONFIG: kubeconfigFor(server) }, timing: FAST });
+    await view.ready();
+    expect(view.state).toBe('synced');
+    expect(lines[0]?.msg).toMatch(/KUBECONFIG/);
+  });
+
+  it('connects in-cluster over HTTPS with the service-account token and CA', async () => {
+    server = await FakeApiServer.start({ tls: true, token: 'test-token' });
+    seed(server);
+    const saDir = mkdtempSync(path.join(tmpdir(), 'sa-'));
+    writeFileSync(path.join(saDir, 'token'), 'test-token');
+    writeFileSync(path.join(saDir, 'ca.crt'), server.caCert!);
+    const { log } = capture();
+    view = createClusterView(clusterCfg(), {
+      log,
+      registry: new Registry(),
+      env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(server.port) },
+      serviceAccountDir: saDir,
+      timing: FAST,
+    });
+    await view.ready();
+    expect(view.state).toBe('synced');
+    expect(server.requests.every((r) => r.authorization === 'Bearer test-token')).toBe(true);
+    expect(await view.namespaceLabels('nope')).toEqual({ state: 'absent' });
+  });
+
+  it('without any cluster it is the offline view, announced in exactly one info line', async () => {
+    for (const [env, mode] of [
+      [{}, 'auto'],
+      [{ KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' }, 'auto'],
+      [{ KUBECONFIG: '/nonexistent/kubeconfig' }, 'auto'],
+      [{ KUBECONFIG: '/nonexistent/kubeconfig' }, 'off'],
+    ] as const) {
+      const { log, lines } = capture();
+      const registry = new Registry();
+      const v = createClusterView(clusterCfg({ mode }), { log, registry, env, serviceAccountDir: '/nonexistent-sa' });
+      expect(v).toBe(offlineClusterView);
+      expect(v.state).toBe('off');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]?.level).toBe(30);
+      expect(lines[0]?.msg).toMatch(/^cluster view is off/);
+      expect(JSON.stringify(lines[0])).not.toContain('10.0.0.1');
+      expect(JSON.stringify(lines[0])).not.toContain('/nonexistent/kubeconfig');
+      expect(registry.getSingleMetric(SYNCED_METRIC)).toBeUndefined();
+      expect(await v.namespaceLabels('x')).toMatchObject({ state: 'unknown' });
+    }
+  });
+
+  it('a second view on the same registry replaces the gauge, and close() removes it', async () => {
+    const { server, registry, view: first } = await startView();
+    await first.ready();
+    const { log } = capture();
+    const second = createClusterView(clusterCfg(), { log, registry, kubeConfig: server.kubeConfig(), timing: FAST });
+    await second.ready();
+    expect(await gaugeValue(registry)).toBe(1);
+    await second.close();
+    expect(registry.getSingleMetric(SYNCED_METRIC)).toBeUndefined();
+  });
+
+  it('close() leaves no timers behind (also after an outage with pending restarts)', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const { server, view } = await startView();
+    await view.ready();
+    await server.stop(); // informers now wait in backoff timers
+    await waitFor(() => view.state === 'degraded', 'degraded');
+    await view.namespaceLabels('miss'); // a live lookup, cached with a TTL (no timer)
+    await view.close();
+    await server.close();
+    await sleep(50);
+    expect(timers()).toBeLessThanOrEqual(before);
+  });
+});
