@@ -102,6 +102,38 @@ describe('FakeApiServer with client-node', () => {
     c2.abort();
   });
 
+  it('pages lists with limit/continue and answers 403 for forbidden requests', async () => {
+    server = await FakeApiServer.start();
+    for (const n of ['a', 'b', 'c', 'd', 'e']) server.create('namespaces', { metadata: { name: n } });
+    const core = server.kubeConfig().makeApiClient(CoreV1Api);
+    const names: string[] = [];
+    let cont: string | undefined;
+    let pages = 0;
+    do {
+      const page = await core.listNamespace({ limit: 2, ...(cont ? { _continue: cont } : {}) });
+      names.push(...page.items.map((n) => n.metadata?.name ?? ''));
+      cont = page.metadata?._continue;
+      pages++;
+    } while (cont);
+    expect(names).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(pages).toBe(3);
+
+    const first = await core.listNamespace({ limit: 2 });
+    server.expireResourceVersions();
+    await expect(core.listNamespace({ limit: 2, _continue: first.metadata!._continue! })).rejects.toMatchObject({ code: 410 });
+
+    server.setForbidden((r) => r.path.startsWith('/api/v1/secrets') || r.path.includes('/secrets'));
+    await expect(core.listSecretForAllNamespaces()).rejects.toMatchObject({ code: 403 });
+    const res = await fetch(`${server.url}/api/v1/namespaces/a/secrets/tls`);
+    expect(res.status).toBe(403);
+    expect(await res.json()).toMatchObject({
+      kind: 'Status',
+      reason: 'Forbidden',
+      message: 'secrets is forbidden: User "system:serviceaccount:mesh-guard:mesh-guard" cannot get resource "secrets" in API group "" in the namespace "a"',
+    });
+    expect((await core.listNamespace()).items).toHaveLength(5);
+  });
+
   it('stop() refuses connections and start() serves the same store on the same port', async () => {
     server = await FakeApiServer.start();
     server.create('namespaces', { metadata: { name: 'keep' } });

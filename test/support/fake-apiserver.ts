@@ -15,10 +15,11 @@
  *   the stream (what kube-apiserver does for a compacted resourceVersion). `timeoutSeconds` ends the
  *   stream cleanly; `allowWatchBookmarks` is accepted (bookmarks are sent by `sendBookmarks()`).
  *   Objects that start or stop matching a selector on update are sent as ADDED / DELETED.
- * - failure injection: `expireResourceVersions()`, `dropConnections()`, `setDelay()`, `stop()` /
- *   `start()` on the same port (API server outage), optional bearer-token check.
+ * - paging: `limit` + `continue` (token = resourceVersion and offset; 410 once expired), `remainingItemCount`;
+ * - failure injection: `expireResourceVersions()`, `dropConnections()`, `setDelay()`, `setForbidden()`
+ *   (403 Status), `stop()` / `start()` on the same port (API server outage), optional bearer-token check (401).
  *
- * Not implemented: pagination (`limit` is ignored, no `continue`), strategic-merge semantics
+ * Not implemented: consistent snapshots across pages (pages come from the current state), strategic-merge semantics
  * (PATCH treats strategic-merge as JSON merge patch), subresources, dry-run, field managers.
  */
 import { randomUUID } from 'node:crypto';
@@ -189,6 +190,7 @@ export class FakeApiServer {
   /** Watches from a resourceVersion below this get 410 Expired. */
   private oldestRetainedRv = 0;
   private delay: { ms: number; match?: (req: RecordedRequest) => boolean } | undefined;
+  private forbidden: ((req: RecordedRequest) => boolean) | undefined;
   private listening = false;
   private portValue = 0;
 
@@ -297,6 +299,14 @@ export class FakeApiServer {
    */
   setDelay(ms: number, match?: (req: RecordedRequest) => boolean): void {
     this.delay = ms > 0 ? { ms, match } : undefined;
+  }
+
+  /**
+   * RBAC denial: requests `match` selects get 403 Forbidden with a Status like the real server's
+   * (`<resource> is forbidden: User "…" cannot <verb> resource …`). `setForbidden(undefined)` clears.
+   */
+  setForbidden(match: ((req: RecordedRequest) => boolean) | undefined): void {
+    this.forbidden = match;
   }
 
   /**
@@ -499,6 +509,7 @@ export class FakeApiServer {
     if (this.opts.token && rec.authorization !== `Bearer ${this.opts.token}`) {
       throw new HttpError(401, 'Unauthorized', 'Unauthorized');
     }
+    if (this.forbidden?.(rec)) throw forbiddenError(rec);
     if (rec.path === '/version') {
       sendJson(res, 200, { major: '1', minor: '33', gitVersion: 'v1.33.0-fake', platform: 'linux/amd64' });
       return;
@@ -553,16 +564,34 @@ export class FakeApiServer {
           this.startWatch(r, namespace, rec.query, res);
         } else {
           const selector = parseSelectors(rec.query['labelSelector'], rec.query['fieldSelector']);
-          const items = this.select(r, namespace, selector).map((o) => {
+          let all = this.select(r, namespace, selector);
+          // Paging: `continue` is "<rv>:<offset>" in base64url; the pages come from the current state.
+          let listRv = String(this.rv);
+          let offset = 0;
+          const token = rec.query['continue'];
+          if (token) {
+            const [tokRv, tokOffset] = Buffer.from(token, 'base64url').toString('utf8').split(':');
+            if (!tokRv || !tokOffset || !/^\d+$/.test(tokOffset)) throw new HttpError(400, 'BadRequest', 'invalid continue token');
+            if (Number(tokRv) < this.oldestRetainedRv) {
+              throw new HttpError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+            }
+            listRv = tokRv;
+            offset = Number(tokOffset);
+          }
+          const limit = Number(rec.query['limit'] ?? '0');
+          const metadata: Record<string, unknown> = { resourceVersion: listRv };
+          if (Number.isInteger(limit) && limit > 0) {
+            if (offset + limit < all.length) {
+              metadata['continue'] = Buffer.from(`${listRv}:${offset + limit}`).toString('base64url');
+              metadata['remainingItemCount'] = all.length - offset - limit;
+            }
+            all = all.slice(offset, offset + limit);
+          } else if (offset > 0) all = all.slice(offset);
+          const items = all.map((o) => {
             const { apiVersion: _a, kind: _k, ...item } = o;
             return item;
           });
-          sendJson(res, 200, {
-            kind: `${r.kind}List`,
-            apiVersion: apiVersionOf(r),
-            metadata: { resourceVersion: String(this.rv) },
-            items,
-          });
+          sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata, items });
         }
         return;
       case 'POST': {
@@ -857,6 +886,24 @@ function resourceKey(r: { group: string; version: string; plural: string }): str
 
 function apiVersionOf(r: ResourceType): string {
   return r.group ? `${r.group}/${r.version}` : r.version;
+}
+
+function forbiddenError(rec: RecordedRequest): HttpError {
+  const seg = rec.path.split('/').filter(Boolean);
+  const core = seg[0] === 'api';
+  const group = core ? '' : (seg[1] ?? '');
+  const rest = seg.slice(core ? 2 : 3);
+  const nsIdx = rest[0] === 'namespaces' && rest.length >= 3 ? 1 : -1;
+  const resource = nsIdx === 1 ? rest[2] : rest[0];
+  const named = nsIdx === 1 ? rest.length >= 4 : rest.length >= 2;
+  const verb = rec.watch ? 'watch' : rec.method === 'GET' ? (named ? 'get' : 'list') : rec.method === 'POST' ? 'create' : rec.method === 'PUT' ? 'update' : rec.method.toLowerCase();
+  const scope = nsIdx === 1 ? `in the namespace "${rest[1]}"` : 'at the cluster scope';
+  return new HttpError(
+    403,
+    'Forbidden',
+    `${resource ?? rec.path} is forbidden: User "system:serviceaccount:mesh-guard:mesh-guard" cannot ${verb} resource "${resource ?? ''}" in API group "${group}" ${scope}`,
+    { kind: resource ?? '' },
+  );
 }
 
 function statusBody(e: HttpError): KubeObject {
