@@ -15,7 +15,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { generate } from 'selfsigned';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditReport } from '../src/cli/audit.js';
+import { analyse, renderAuditTable, type AuditReport } from '../src/cli/audit.js';
+import { parseConfig } from '../src/config/load.js';
 import { memoryIO } from '../src/cli/common.js';
 import type { DoctorReport } from '../src/cli/doctor.js';
 import { run } from '../src/cli/main.js';
@@ -47,6 +48,12 @@ async function cli(args: string[], env: NodeJS.ProcessEnv) {
   const io = memoryIO({ env: { HOME: tmp, ...env } });
   const code = await run(args, io);
   return { code, stdout: io.stdout(), stderr: io.stderr() };
+}
+
+/** CLI_DOCS_DIR=dir keeps the outputs docs/cli.md quotes (real output, not hand-written). */
+function keepForDocs(name: string, r: { code: number; stdout: string; stderr: string }): void {
+  const dir = process.env.CLI_DOCS_DIR;
+  if (dir) fs.writeFileSync(path.join(dir, name), `${r.stdout}${r.stderr ? `--- stderr ---\n${r.stderr}` : ''}--- exit ${r.code} ---\n`);
 }
 
 /**
@@ -256,6 +263,8 @@ describe('audit', () => {
 
   it('table output groups risks with their fix', async () => {
     const r = await cli(['audit'], { KUBECONFIG: kc });
+    keepForDocs('audit.txt', r);
+    keepForDocs('audit.json', await cli(['audit', '-n', 'shop', '-o', 'json'], { KUBECONFIG: kc }));
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^Audited 6 pods in 5 namespaces\.\n/);
     expect(r.stdout).toContain('Pods the webhook would change');
@@ -271,6 +280,34 @@ describe('audit', () => {
     expect(report).toMatchObject({ scope: { namespace: 'default' }, pods: 1, risks: [], wouldChange: { byRule: {}, pods: [] } });
     const shop = JSON.parse((await cli(['audit', '-n', 'shop', '-o', 'json'], { KUBECONFIG: kc })).stdout) as AuditReport;
     expect(shop.risks.map((k) => k.type)).toEqual(['scrape-app-port']);
+  });
+
+  it("only pods the webhook's selectors pick are evaluated for changes; risks are checked for all", async () => {
+    const before = JSON.parse((await cli(['audit', '-o', 'json'], { KUBECONFIG: kc })).stdout) as AuditReport;
+    expect(before.notes).toContain('MutatingWebhookConfiguration 0-mesh-guard not found (mesh-guard not installed yet?); every pod evaluated as if the webhook saw it');
+    api.create(MWC, ours('0-mesh-guard', '', { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['mesh-guard', 'dynatrace'] }] } }));
+    try {
+      const r = JSON.parse((await cli(['audit', '-o', 'json'], { KUBECONFIG: kc })).stdout) as AuditReport;
+      expect(r.wouldChange.byRule['csi-driver-guard']).toBeUndefined();
+      expect(r.wouldChange.byRule['node-agent-guard']).toBe(1);
+      expect(r.risks.map((k) => k.type)).toContain('csi-driver-sidecar');
+      expect(r.notes).toContain("1 pod outside the webhook's namespace/object selectors: not evaluated for changes (risks still checked)");
+    } finally {
+      api.delete(MWC, undefined, '0-mesh-guard');
+    }
+  });
+
+  it('groups replicas of one owner in the table, keeps every pod in JSON', async () => {
+    const replicas = ['a', 'b', 'c'].map((x) => ({
+      metadata: { name: `istio-cni-node-${x}`, namespace: 'kube-system', labels: { 'k8s-app': 'istio-cni-node' }, ownerReferences: owner('DaemonSet', 'istio-cni-node') },
+      spec: { initContainers: [oneAgentInit], containers: [{ name: 'install-cni', image: 'install-cni:1.27' }] },
+    }));
+    const report = await analyse({ pods: replicas, namespaces: new Map([['kube-system', {}]]), activeGateIPs: [], scope: null }, parseConfig('', {}));
+    expect(report.risks).toHaveLength(3);
+    expect(report.wouldChange.pods).toHaveLength(3);
+    const table = renderAuditTable(report);
+    expect(table).toMatch(/\nkube-system\/istio-cni-node-a \(\+2 more\) +DaemonSet\/istio-cni-node +node-agent-guard +oneagent\.dynatrace\.com\/inject: \(unset\) → "false"\n/);
+    expect(table).toMatch(/\n {2}kube-system\/istio-cni-node-a \(\+2 more\) +DaemonSet\/istio-cni-node +Istio CNI node agent/);
   });
 
   it('pages through pods with limit/continue and shows progress on stderr', async () => {
@@ -469,6 +506,7 @@ describe('doctor', () => {
     expect(report.checks.find((c) => c.check === 'order')!.message).toBe('0-mesh-guard runs before consul-consul-connect-injector, dynatrace-webhook, istio-sidecar-injector');
 
     const table = await cli(['doctor'], { KUBECONFIG: kc });
+    keepForDocs('doctor-good.txt', table);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^Mutating webhook configurations that see pods, in the order the API server calls them:\n {2}# +NAME/);
     expect(table.stdout).toMatch(/\nok +servingCert +chains to the caBundle, names mesh-guard\.mesh-guard\.svc, expires in 89 days/);
@@ -480,7 +518,7 @@ describe('doctor', () => {
     const kc = await cluster((a) => {
       a.create(MWC, ours('mesh-guard', b64(ca.cert), { failurePolicy: 'Fail', timeoutSeconds: 10, reinvocationPolicy: 'Never' }));
       a.create(MWC, mwc('istio-revision-tag-default'));
-      a.create(MWC, mwc('webhook.pod.dynatrace.com-7hq2x', { reinvocationPolicy: 'IfNeeded' }));
+      a.create(MWC, mwc('webhook.pod.dynatrace.com-7hq2x', { failurePolicy: 'Ignore', reinvocationPolicy: 'IfNeeded', timeoutSeconds: 10 }));
       secret(a, expiring.cert);
       a.create('apps/v1/deployments', istiod([{ name: 'ENABLE_NATIVE_SIDECARS', value: 'auto' }]));
       a.create('nodes', node('n1', 'v1.32.5'));
@@ -504,6 +542,7 @@ describe('doctor', () => {
     expect(by.nativeSidecars!.message).toMatch(/1 of 2 kubelets are <1\.33, so native sidecars stay off/);
 
     const table = await cli(['doctor', '--webhook-name', 'mesh-guard'], { KUBECONFIG: kc });
+    keepForDocs('doctor-bad.txt', table);
     expect(table.code).toBe(1);
     expect(table.stdout).toMatch(/\nfail +order +istio-revision-tag-default runs before mesh-guard, so mesh-guard prepares pods too late\. Fix: rename/);
     expect(table.stdout).toMatch(/\n2 failed, 4 warnings\.\n$/);

@@ -14,7 +14,10 @@
  *    exclude the ActiveGate.
  */
 import {
+  AdmissionregistrationV1Api,
   CoreV1Api,
+  type V1LabelSelector,
+  type V1MutatingWebhook,
   type V1Namespace,
   type V1Pod,
   type V1Service,
@@ -52,11 +55,13 @@ import {
   parseFlags,
   plural,
   q,
+  indent,
   renderTable,
   rejectPositionals,
   type CliIO,
 } from './common.js';
-import { KUBE_FLAGS, KUBE_FLAGS_HELP, describeKubeError, kubeFailure, listAll, loadKubeConfig, parseTimeout, withTimeout } from './kube.js';
+import { DEFAULT_WEBHOOK_NAME, seesPods } from './doctor.js';
+import { KUBE_FLAGS, KUBE_FLAGS_HELP, describeKubeError, httpStatus, kubeFailure, listAll, loadKubeConfig, parseTimeout, withTimeout } from './kube.js';
 
 export const AUDIT_HELP = `Usage: mesh-guard audit [flags]
 
@@ -74,13 +79,15 @@ Flags:
   -o, --output FORMAT        table (default) or json
       --config FILE          mesh-guard config file (rule modes, Istio/Consul mirrors, ActiveGate ports)
       --page-size N          pods per list request (default 500)
+      --webhook-name NAME    our MutatingWebhookConfiguration, for its selectors (default 0-mesh-guard):
+                             pods it does not select are not evaluated for changes
   -q, --quiet                no progress on stderr
 ${KUBE_FLAGS_HELP}
   -h, --help                 this help
 
 Permissions: list pods (cluster-wide, or in NS), and optionally list namespaces (for namespace
-labels) and services (to find the ActiveGate ClusterIPs); without those the rules use their
-fallbacks and the report says so.
+labels), services (to find the ActiveGate ClusterIPs) and get mutatingwebhookconfigurations (for
+the webhook's selectors); without those the rules use their fallbacks and the report says so.
 
 Exit codes: 0 no risk found; 1 at least one risk (2-4 above); 2 bad flags, no cluster, or
 missing permission to list pods.
@@ -201,6 +208,30 @@ export interface AuditInput {
   readonly activeGateIPs: readonly string[] | null;
   readonly scope: string | null;
   readonly notes?: readonly string[];
+  /**
+   * Our webhook's pod webhooks, for their namespace/object selectors: a pod none of them
+   * selects never reaches mesh-guard, so it is not evaluated for changes. null: unknown
+   * (not installed or not readable), every pod is evaluated.
+   */
+  readonly webhooks?: readonly V1MutatingWebhook[] | null;
+}
+
+/** metav1.LabelSelector semantics; an absent selector matches everything. */
+export function selectorMatches(selector: V1LabelSelector | undefined, labels: Readonly<Record<string, string>>): boolean {
+  if (!selector) return true;
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
+  for (const e of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, e.key);
+    const values = e.values ?? [];
+    const ok =
+      e.operator === 'In' ? has && values.includes(labels[e.key]!)
+      : e.operator === 'NotIn' ? !has || !values.includes(labels[e.key]!)
+      : e.operator === 'Exists' ? has
+      : e.operator === 'DoesNotExist' ? !has
+      : false;
+    if (!ok) return false;
+  }
+  return true;
 }
 
 /** The analysis, separate from the API calls so it is testable on plain objects. */
@@ -226,6 +257,7 @@ export async function analyse(input: AuditInput, config: Config): Promise<AuditR
   const agCidrs = (input.activeGateIPs ?? []).flatMap((ip) => (hostCidr(ip) ? [hostCidr(ip)!] : []));
   const wantedCidrs = [...config.activeGate.cidrs, ...agCidrs];
   let consulUnclear = 0;
+  let unseen = 0;
 
   let uid = 0;
   for (const pod of input.pods) {
@@ -239,8 +271,13 @@ export async function analyse(input: AuditInput, config: Config): Promise<AuditR
     }
     const view = inspected.pod;
 
-    // 1. What the webhook would do, as on a re-invocation of this pod.
-    const result = await admit(
+    // 1. What the webhook would do, as on a re-invocation of this pod (only pods it sees).
+    const nsLabels = input.namespaces?.get(ns);
+    const seen =
+      !input.webhooks ||
+      input.webhooks.some((w) => (nsLabels === undefined || selectorMatches(w.namespaceSelector, nsLabels)) && selectorMatches(w.objectSelector, pod.metadata?.labels ?? {}));
+    if (!seen) unseen++;
+    const result = !seen ? { outcomes: [] } : await admit(
       { uid: `audit-${++uid}`, kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, operation: 'CREATE', namespace: ns, object: pod },
       { config, cluster, rules: allRules },
     );
@@ -304,6 +341,7 @@ export async function analyse(input: AuditInput, config: Config): Promise<AuditR
       if (missing.length) risks.push({ ...ref, type: 'consul-activegate-exclusions', detail: `OneAgent: ${oneAgent[0]}; ${missing.join('; ')}` });
     }
   }
+  if (unseen) notes.push(`${plural(unseen, 'pod')} outside the webhook's namespace/object selectors: not evaluated for changes (risks still checked)`);
   if (consulUnclear) notes.push(`${plural(consulUnclear, 'Consul transparent-proxy pod')} with OneAgent had no readable traffic config (env from a Secret/ConfigMap?); ActiveGate exclusions not checked there`);
   if (input.activeGateIPs === null) notes.push('ActiveGate Services unknown: Consul exclusions checked for the configured ports and CIDRs only');
   return {
@@ -328,16 +366,12 @@ export function renderAuditTable(r: AuditReport): string {
   if (r.wouldChange.pods.length) {
     parts.push(
       `\nPods the webhook would change (${plural(r.wouldChange.pods.length, 'pod')}). Computed as if each pod were admitted now;\n` +
-        `running pods are not changed: the change reaches a pod when it is re-created (e.g. kubectl rollout restart).\n`,
+        `running pods are not changed: the change reaches a pod when it is re-created (e.g. kubectl rollout restart).\n\n`,
     );
     parts.push(renderTable(['RULE', 'PODS'], Object.entries(r.wouldChange.byRule).map(([k, v]) => [k, String(v)])));
     parts.push('\n');
-    parts.push(
-      renderTable(
-        ['POD', 'OWNER', 'RULE', 'CHANGE'],
-        r.wouldChange.pods.flatMap((p) => p.changes.map((c) => [podLabel(p), p.owner ?? '-', c.mode === 'enforce' ? c.rule : `${c.rule} (dry-run)`, shorten(c.change)])),
-      ),
-    );
+    const rows = r.wouldChange.pods.flatMap((p) => p.changes.map((c) => ({ pod: p, cells: [p.owner ?? '-', c.mode === 'enforce' ? c.rule : `${c.rule} (dry-run)`, shorten(c.change)] })));
+    parts.push(renderTable(['POD', 'OWNER', 'RULE', 'CHANGE'], groupByOwner(rows)));
   } else {
     parts.push('\nNo pod the webhook would change.\n');
   }
@@ -348,13 +382,28 @@ export function renderAuditTable(r: AuditReport): string {
     parts.push(`\nRisks found (${plural(r.risks.length, 'pod')}):\n`);
     for (const [type, list] of byType) {
       parts.push(`\nRISK ${type} (${plural(list.length, 'pod')}): ${RISK_TEXT[type].title}\n  fix: ${RISK_TEXT[type].fix}\n`);
-      parts.push(renderTable(['POD', 'OWNER', 'DETAIL'], list.map((k) => [podLabel(k), k.owner ?? '-', k.detail])).replace(/^/gm, '  '));
+      parts.push(indent(renderTable(['POD', 'OWNER', 'DETAIL'], groupByOwner(list.map((k) => ({ pod: k, cells: [k.owner ?? '-', k.detail] }))))));
     }
   } else {
     parts.push('\nNo risks found (node agents, CSI driver, Dynatrace scraping of meshed pods, Consul ActiveGate exclusions).\n');
   }
   if (r.notes.length) parts.push(`\nNotes:\n${r.notes.map((n) => `  ${n}`).join('\n')}\n`);
   return parts.join('');
+}
+
+/**
+ * Rows that differ only in the pod of one owner (replicas of a Deployment, DaemonSet pods)
+ * collapse into one: "ns/first-pod (+N more)". JSON output keeps every pod.
+ */
+function groupByOwner(rows: ReadonlyArray<{ pod: PodRef; cells: readonly string[] }>): string[][] {
+  const groups = new Map<string, { first: PodRef; count: number; cells: readonly string[] }>();
+  for (const row of rows) {
+    const key = row.pod.owner ? JSON.stringify([row.pod.namespace, ...row.cells]) : JSON.stringify([row.pod.namespace, row.pod.name, ...row.cells]);
+    const g = groups.get(key);
+    if (g) g.count++;
+    else groups.set(key, { first: row.pod, count: 1, cells: row.cells });
+  }
+  return [...groups.values()].map((g) => [`${podLabel(g.first)}${g.count > 1 ? ` (+${g.count - 1} more)` : ''}`, ...g.cells]);
 }
 
 function shorten(s: string, max = 110): string {
@@ -369,6 +418,7 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
     output: { type: 'string', short: 'o' },
     config: { type: 'string' },
     'page-size': { type: 'string' },
+    'webhook-name': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
     ...KUBE_FLAGS,
     help: { type: 'boolean', short: 'h' },
@@ -442,7 +492,20 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
     io.err(`mesh-guard audit: warning: ${why}\n`);
   }
 
-  const report = await analyse({ pods, namespaces, ...(namespacesUnknownReason ? { namespacesUnknownReason } : {}), activeGateIPs, scope, notes }, config);
+  // Our webhook's selectors (which pods it sees at all); optional.
+  const webhookName = values['webhook-name'] ?? DEFAULT_WEBHOOK_NAME;
+  let webhooks: V1MutatingWebhook[] | null = null;
+  try {
+    const mwc = await kc.makeApiClient(AdmissionregistrationV1Api).readMutatingWebhookConfiguration({ name: webhookName }, withTimeout(timeoutMs));
+    webhooks = (mwc.webhooks ?? []).filter(seesPods);
+  } catch (err) {
+    const why =
+      httpStatus(err) === 404 ? `MutatingWebhookConfiguration ${webhookName} not found (mesh-guard not installed yet?)`
+      : describeKubeError(err, `cannot read MutatingWebhookConfiguration ${webhookName}`, server);
+    notes.push(`${why}; every pod evaluated as if the webhook saw it`);
+  }
+
+  const report = await analyse({ pods, namespaces, ...(namespacesUnknownReason ? { namespacesUnknownReason } : {}), activeGateIPs, scope, notes, webhooks }, config);
   io.out(format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderAuditTable(report));
   return report.risks.length ? EXIT_FINDINGS : EXIT_OK;
 }

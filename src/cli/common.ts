@@ -105,6 +105,11 @@ export function renderTable(header: readonly string[], rows: ReadonlyArray<reado
 
 export const q = JSON.stringify;
 
+/** Indents every non-empty line. */
+export function indent(text: string, prefix = '  '): string {
+  return text.replace(/^(?=.)/gm, prefix);
+}
+
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }

@@ -22,6 +22,7 @@ import {
   loadConfigFile,
   outputFormat,
   parseFlags,
+  indent,
   q,
   rejectPositionals,
   renderTable,
@@ -332,7 +333,7 @@ export function checkNativeSidecars(istiods: readonly V1Deployment[], nodes: rea
 export function renderDoctorTable(r: DoctorReport): string {
   let text = 'Mutating webhook configurations that see pods, in the order the API server calls them:\n';
   text += r.order.length
-    ? renderTable(['#', 'NAME', 'OWNER', 'FAILURE', 'REINVOCATION'], r.order.map((o) => [String(o.position), o.name, o.owner || '-', o.failurePolicy, o.reinvocationPolicy])).replace(/^/gm, '  ')
+    ? indent(renderTable(['#', 'NAME', 'OWNER', 'FAILURE', 'REINVOCATION'], r.order.map((o) => [String(o.position), o.name, o.owner || '-', o.failurePolicy, o.reinvocationPolicy])))
     : '  (none)\n';
   text += '\n';
   text += renderTable(
