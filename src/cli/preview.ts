@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs';
 import jsonpatch from 'fast-json-patch';
-import { Document, parseAllDocuments } from 'yaml';
+import { Document, isMap, isScalar, parseAllDocuments } from 'yaml';
 import { admit, type AdmissionRequest, type Outcome } from '../admission/handler.js';
 import type { RuleOutcome } from '../admission/engine.js';
 import type { PatchOperation } from '../admission/patch.js';
@@ -454,7 +454,19 @@ export function renderPreviewYaml(input: ParsedInput, r: PreviewResult): string 
     let doc = input.documents[i] ?? null;
     if (doc) {
       doc = doc.clone();
-      for (const e of r.documentEdits[i]!) doc.setIn([...e.path], e.value);
+      for (const e of r.documentEdits[i]!) {
+        // A metadata map we create goes first in its pod template, where people expect it.
+        const metaPath = e.path.length >= 3 && e.path[e.path.length - 3] === 'metadata' ? e.path.slice(0, -2) : undefined;
+        const created = metaPath !== undefined && !doc.hasIn(metaPath);
+        doc.setIn([...e.path], e.value);
+        if (created) {
+          const parent = doc.getIn(metaPath!.slice(0, -1), true);
+          if (isMap(parent)) {
+            const at = parent.items.findIndex((pair) => (isScalar(pair.key) ? pair.key.value : pair.key) === 'metadata');
+            if (at > 0) parent.items.unshift(...parent.items.splice(at, 1));
+          }
+        }
+      }
     } else {
       doc = new Document(r.mutatedValues[i]);
     }
