@@ -56,3 +56,28 @@ describe('BatchedFdDestination', () => {
     expect(line.c.env).toBe('[redacted]');
   });
 });
+
+describe('redaction and time', () => {
+  it('censors the same paths as before, leaves the caller object alone, and keeps other fields', () => {
+    const out = open('redact2.log');
+    const log = createLogger('info', new BatchedFdDestination(out.fd));
+    const obj = { req: { headers: { authorization: 'Bearer x', host: 'h' }, url: '/mutate' }, a: { oldObject: 1, keep: 2 }, list: [1, 2], n: 3 };
+    log.info(obj, 'x');
+    log.flush();
+    const line = JSON.parse(out.read()[0]!);
+    expect(line).toMatchObject({ req: { headers: { authorization: '[redacted]', host: 'h' }, url: '/mutate' }, a: { oldObject: '[redacted]', keep: 2 }, list: [1, 2], n: 3 });
+    expect(obj.req.headers.authorization).toBe('Bearer x');
+    expect(obj.a.oldObject).toBe(1);
+  });
+
+  it('writes an ISO timestamp', () => {
+    const out = open('time.log');
+    const log = createLogger('info', new BatchedFdDestination(out.fd));
+    const before = Date.now();
+    log.info('x');
+    log.flush();
+    const t = JSON.parse(out.read()[0]!).time as string;
+    expect(t).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(Date.parse(t)).toBeGreaterThanOrEqual(before);
+  });
+});
