@@ -40,16 +40,42 @@ export type InspectResult = { ok: true; pod: PodView } | { ok: false; reason: st
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/**
+ * Keys already found valid. The same few dozen label and annotation keys come back on
+ * almost every pod, so the two regular expressions run once per key, not once per pod.
+ * Validity depends on the key alone; the set stops growing at a bound.
+ */
+const validKeys = new Set<string>();
+const VALID_KEYS_MAX = 4096;
+
+function isValidKey(key: string): boolean {
+  if (validKeys.has(key)) return true;
+  if (!isQualifiedName(key)) return false;
+  if (validKeys.size < VALID_KEYS_MAX) validKeys.add(key);
+  return true;
+}
+
 function stringMap(v: unknown, where: string): Map<string, string> | string {
   const out = new Map<string, string>();
   if (v === undefined || v === null) return out;
   if (!isObject(v)) return `${where} is not a map`;
   for (const key of Object.keys(v)) {
-    if (typeof v[key] !== 'string') return `${where} has a non-string value`;
-    if (!isQualifiedName(key)) return `${where} has a key that is not a valid qualified name`;
-    out.set(key, v[key] as string);
+    const value = v[key];
+    if (typeof value !== 'string') return `${where} has a non-string value`;
+    if (!isValidKey(key)) return `${where} has a key that is not a valid qualified name`;
+    out.set(key, value);
   }
   return out;
+}
+
+function literalEnv(c: Record<string, unknown>): Array<{ index: number; name: string; value: string }> {
+  const env: { index: number; name: string; value: string }[] = [];
+  if (Array.isArray(c.env)) {
+    c.env.forEach((e: unknown, i) => {
+      if (isObject(e) && typeof e.name === 'string' && typeof e.value === 'string') env.push({ index: i, name: e.name, value: e.value });
+    });
+  }
+  return env;
 }
 
 function indexContainers(v: unknown, list: IndexedContainer['list']): IndexedContainer[] | string {
@@ -58,19 +84,13 @@ function indexContainers(v: unknown, list: IndexedContainer['list']): IndexedCon
   const out: IndexedContainer[] = [];
   v.forEach((c: unknown, index) => {
     if (!isObject(c)) return;
-    const env: { index: number; name: string; value: string }[] = [];
-    if (Array.isArray(c.env)) {
-      c.env.forEach((e: unknown, i) => {
-        if (isObject(e) && typeof e.name === 'string' && typeof e.value === 'string') env.push({ index: i, name: e.name, value: e.value });
-      });
-    }
     out.push({
       list,
       index,
       name: typeof c.name === 'string' ? c.name : '',
       image: typeof c.image === 'string' ? c.image : '',
       container: c as unknown as V1Container,
-      env,
+      env: literalEnv(c),
     });
   });
   return out;
