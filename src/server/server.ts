@@ -139,7 +139,10 @@ async function watchServingCertificate(app: App, tls: TlsMaterial, config: Confi
   });
 }
 
-/** Loads the informer-backed view only when a cluster is configured, to keep start-up fast. */
+/**
+ * Loads the informer-backed view only when a cluster may be configured, to keep start-up fast.
+ * createClusterView makes the final call (e.g. a KUBECONFIG that cannot be read) and logs it.
+ */
 async function clusterFromEnv(config: Config, log: Logger, metrics: Metrics, env: NodeJS.ProcessEnv): Promise<ClusterView> {
   const configured = config.cluster.mode !== 'off' && (env.KUBECONFIG || (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT));
   if (!configured) {
@@ -151,10 +154,7 @@ async function clusterFromEnv(config: Config, log: Logger, metrics: Metrics, env
     );
     return offlineClusterView;
   }
-  // TODO(cluster view): typed import once src/cluster/kube-view.ts lands.
-  const modulePath = '../cluster/kube-view.js';
-  const { createClusterView } = (await import(modulePath)) as {
-    createClusterView: (cfg: Config['cluster'], deps: { log: Logger; registry: Metrics['registry']; env: NodeJS.ProcessEnv }) => ClusterView;
-  };
+  // Imported here, not at the top: client-node is heavy, and a laptop `npm start` never needs it.
+  const { createClusterView } = await import('../cluster/kube-view.js');
   return createClusterView(config.cluster, { log, registry: metrics.registry, env });
 }
