@@ -20,6 +20,7 @@ describe('consul-activegate-exclusions over HTTPS, fixed cluster view', () => {
   beforeAll(async () => {
     s = await startTestServer({
       cluster: staticClusterView({ shop: { [DT_NS]: 'dk' }, plain: {} }, ['10.96.0.50', 'fd00:10:96::50']),
+      configYaml: 'activeGate: { clusterIPFamilies: [IPv4, IPv6] }',
     });
   });
   afterAll(() => s.close());

@@ -40,7 +40,7 @@ describe('config', () => {
 
   it('accepts IPv6 CIDRs and valid ports', () => {
     const c = parseConfig('activeGate: { ports: [9999, 443], cidrs: ["fd00::/8", "10.43.0.10/32"] }', {});
-    expect(c.activeGate).toEqual({ ports: [9999, 443], cidrs: ['fd00::/8', '10.43.0.10/32'] });
+    expect(c.activeGate).toMatchObject({ ports: [9999, 443], cidrs: ['fd00::/8', '10.43.0.10/32'], clusterIPFamilies: ['IPv4'] });
   });
 
   it('applies env overrides over the file, and names the variable when one is bad', () => {

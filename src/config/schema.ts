@@ -240,6 +240,13 @@ export const configSchema = obj({
   activeGate: obj({
     ports: list(port, [9999]),
     cidrs: list(cidr(), []),
+    /**
+     * Which ActiveGate Service ClusterIP families go into Consul's outbound CIDR exclusions.
+     * Consul's transparent proxy applies its exclusions with IPv4 iptables, where an IPv6 CIDR
+     * fails and the pod crash-loops in its init container; add IPv6 only for a Consul that
+     * redirects IPv6 (dual-stack or IPv6 clusters).
+     */
+    clusterIPFamilies: list(oneOf(['IPv4', 'IPv6'], 'IPv4'), ['IPv4']),
   }),
   cluster: obj({
     /** auto: in-cluster config or KUBECONFIG when present; off: never connect. */

@@ -157,17 +157,26 @@ describe('consul-activegate-exclusions: the exclusion annotations (before Consul
     expect(reasons).toMatch(reason);
   });
 
+  it('IPv6 ClusterIPs are left out by default (Consul applies IPv4 iptables), with the reason', async () => {
+    const { patched, reasons } = await run(meshed(), { activeGateIPs: [AG_IP, 'fd00:10:96::a'] });
+    expect(annotationsOf(patched)[CIDRS]).toBe(`${AG_IP}/32`);
+    expect(reasons).toMatch(/left out ActiveGate ClusterIP fd00:10:96::a: IPv6 is not in activeGate.clusterIPFamilies/);
+  });
+
   it('IPv6 ClusterIPs become /128, IPv4 /32; configured ports and CIDRs come first, duplicates dropped', async () => {
     const { patched } = await run(meshed(), {
       activeGateIPs: [AG_IP, 'fd00:10:96::a'],
-      configYaml: 'activeGate: {ports: [9999, 8443, 9999], cidrs: ["172.16.0.0/12", "fd00:10:96::a/128"]}',
+      configYaml: 'activeGate: {ports: [9999, 8443, 9999], cidrs: ["172.16.0.0/12", "fd00:10:96::a/128"], clusterIPFamilies: [IPv4, IPv6]}',
     });
     expect(annotationsOf(patched)[PORTS]).toBe('9999,8443');
     expect(annotationsOf(patched)[CIDRS]).toBe(`172.16.0.0/12,fd00:10:96::a/128,${AG_IP}/32`);
   });
 
   it('an IPv6 entry already present in another spelling is not added again', async () => {
-    const { ops } = await run(meshed({ [PORTS]: '9999', [CIDRS]: 'FD00:10:96:0::A/128' }), { activeGateIPs: ['fd00:10:96::a'] });
+    const { ops } = await run(meshed({ [PORTS]: '9999', [CIDRS]: 'FD00:10:96:0::A/128' }), {
+      activeGateIPs: ['fd00:10:96::a'],
+      configYaml: 'activeGate: {clusterIPFamilies: [IPv6]}',
+    });
     expect(ops).toEqual([]);
     expect(cidrKey('FD00:10:96:0::A')).toBe('fd00:10:96::a/128');
   });

@@ -61,10 +61,16 @@ function wantedEntries(ctx: RuleContext): Wanted {
   } else if (ips.length === 0) {
     notes.push('no ActiveGate Service found, so only the configured ports and CIDRs are added');
   } else {
+    const families = ctx.config.activeGate.clusterIPFamilies;
     for (const ip of ips) {
       const cidr = hostCidr(ip);
-      if (cidr) agCidrs.push(cidr);
-      else notes.push(`ignored ActiveGate ClusterIP ${JSON.stringify(ip)}: not an IP address`);
+      if (!cidr) {
+        notes.push(`ignored ActiveGate ClusterIP ${JSON.stringify(ip)}: not an IP address`);
+        continue;
+      }
+      const family = cidr.endsWith('/128') ? 'IPv6' : 'IPv4';
+      if (families.includes(family)) agCidrs.push(cidr);
+      else notes.push(`left out ActiveGate ClusterIP ${ip}: ${family} is not in activeGate.clusterIPFamilies (Consul would apply it with ${family === 'IPv6' ? 'IPv4 ' : ''}iptables and fail)`);
     }
   }
   return {
