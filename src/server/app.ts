@@ -39,7 +39,16 @@ class HttpError extends Error {
 export async function buildApp(opts: AppOptions): Promise<App> {
   const { log, metrics, server } = opts;
   const fastify = Fastify({
-    https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2' },
+    https: {
+      key: opts.tls.key,
+      cert: opts.tls.cert,
+      minVersion: 'TLSv1.2',
+      // Node checks headersTimeout/requestTimeout only every connectionsCheckingInterval
+      // (default 30 s), so a slowloris with a 10 s header timeout would live 40 s.
+      connectionsCheckingInterval: 1_000,
+      // A TCP connection that never completes the TLS handshake (default bound: 120 s).
+      handshakeTimeout: server.headersTimeoutMs,
+    },
     logger: false,
     bodyLimit: server.bodyLimitBytes,
     // The API server reuses idle keep-alive connections for 90 s; closing earlier races it (EOFs).
@@ -50,6 +59,14 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     forceCloseConnections: 'idle',
   });
   fastify.server.headersTimeout = server.headersTimeoutMs;
+  // headersTimeout only starts with the first byte of a request: a TLS connection that never
+  // sends one would stay open for good. Bound that idle time by the header timeout, until the
+  // first request's headers are in (then requestTimeout, and after the response Node's
+  // keep-alive timer, govern the socket).
+  fastify.server.on('secureConnection', (socket: import('node:tls').TLSSocket) => socket.setTimeout(server.headersTimeoutMs));
+  fastify.server.on('request', (req: import('node:http').IncomingMessage) => {
+    if (req.socket.timeout === server.headersTimeoutMs) req.socket.setTimeout(0);
+  });
   const app: App = { fastify, phase: 'starting' };
 
   fastify.removeAllContentTypeParsers();
