@@ -120,7 +120,7 @@ describe('preview output', () => {
       kind: 'List',
       items: [{ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'api' }, spec: { template: { metadata: { labels: { app: 'api' } }, spec: { containers: [{ name: 'api', image: 'x' }] } } } }],
     };
-    const flags = ['-n', 'shop', '-l', 'istio-injection=enabled', '-l', 'dynakube.internal.dynatrace.com/instance=dk'];
+    const flags = ['-n', 'shop', '--namespace-label', 'istio-injection=enabled', '--namespace-label', 'dynakube.internal.dynatrace.com/instance=dk'];
     const r = await cli(['preview', '-f', '-', ...flags, '-o', 'json'], JSON.stringify(list));
     const out = JSON.parse(r.stdout) as { objects: PreviewObject[] };
     expect(out.objects[0]).toMatchObject({ kind: 'Deployment', namespace: 'shop', name: 'api' });
@@ -157,7 +157,7 @@ describe('preview errors: one line on stderr, exit 2', () => {
     [['preview', '-f', '/nonexistent/x.yaml'], /^mesh-guard: preview: cannot read \/nonexistent\/x.yaml: no such file\n$/],
     [['preview', '-f', '-', '--bogus'], /^mesh-guard: preview: Unknown option '--bogus'/],
     [['preview', '-f', '-', '-o', 'xml'], /^mesh-guard: preview: -o must be one of table, json, yaml, got "xml"\n$/],
-    [['preview', '-f', '-', '-l', 'no-equals'], /^mesh-guard: preview: --namespace-label "no-equals" is not a valid label KEY=VALUE\n$/],
+    [['preview', '-f', '-', '--namespace-label', 'no-equals'], /^mesh-guard: preview: --namespace-label "no-equals" is not a valid label KEY=VALUE\n$/],
     [['preview', '-f', '-', '--config', '/nonexistent/c.yaml'], /^mesh-guard: cannot read config file \/nonexistent\/c.yaml: no such file\n$/],
     [['frobnicate'], /^mesh-guard: unknown command "frobnicate"/],
   ])('%j', async (args, message) => {
@@ -180,12 +180,14 @@ describe('preview errors: one line on stderr, exit 2', () => {
     expect(r.stderr).toBe('mesh-guard: config: istio.statusPort: expected an integer from 1 to 65535, got number 99999\n');
   });
 
-  it('--help on every command, with examples', async () => {
+  it('--help on every command, with examples, quoted verbatim in docs/cli.md', async () => {
+    const docs = fs.readFileSync(path.join(repoRoot, 'docs/cli.md'), 'utf8');
     for (const c of ['preview', 'audit', 'doctor']) {
       const r = await cli([c, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^Usage: mesh-guard ${c}`));
       expect(r.stdout).toMatch(/Examples:\n {2}mesh-guard /);
+      expect(docs, `docs/cli.md has the current ${c} --help`).toContain(r.stdout.trimEnd());
     }
     expect((await cli(['--help'])).stdout).toMatch(/Commands:/);
   });

@@ -19,7 +19,7 @@ Commands:
 Run "mesh-guard <command> --help" for the flags and examples of each command.
 
 Examples:
-  mesh-guard preview -f deploy.yaml -n shop -l istio-injection=enabled
+  mesh-guard preview -f deploy.yaml -n shop --namespace-label istio-injection=enabled
   mesh-guard audit -n shop -o json
   mesh-guard doctor
 

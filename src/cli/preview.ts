@@ -49,7 +49,7 @@ Input is YAML (multi-document) or JSON, including "kind: List" (kubectl get -o j
 Flags:
   -f, --filename FILE        manifest file, or - for stdin (required)
   -n, --namespace NS         namespace of objects without metadata.namespace (default "default")
-  -l, --namespace-label K=V  a label of that namespace (repeatable); without --namespace, the labels
+      --namespace-label K=V  a label of that namespace (repeatable); without --namespace, the labels
                              apply to every namespace the input does not define
       --activegate-ip IP     ClusterIP of a Dynatrace ActiveGate Service (repeatable), for the
                              Consul exclusions; without it only the configured ports/CIDRs are used
@@ -75,8 +75,8 @@ Exit codes: 0 done (also when changes are found, unless --fail-on-change); 1 cha
 --fail-on-change; 2 bad flags or unreadable input.
 
 Examples:
-  mesh-guard preview -f deploy.yaml -n shop -l istio-injection=enabled \\
-      -l dynakube.internal.dynatrace.com/instance=dynakube
+  mesh-guard preview -f deploy.yaml -n shop --namespace-label istio-injection=enabled \\
+      --namespace-label dynakube.internal.dynatrace.com/instance=dynakube
   helm template istio-cni istio/cni | mesh-guard preview -f -
   kustomize build overlays/prod | mesh-guard preview -f - -o yaml > rendered.yaml
   mesh-guard preview -f manifests/ns-and-apps.yaml --config mesh-guard-config.yaml --fail-on-change
@@ -481,7 +481,7 @@ export async function previewCommand(args: readonly string[], io: CliIO): Promis
   const { values, positionals } = parseFlags('preview', args, {
     filename: { type: 'string', short: 'f' },
     namespace: { type: 'string', short: 'n' },
-    'namespace-label': { type: 'string', short: 'l', multiple: true },
+    'namespace-label': { type: 'string', multiple: true },
     'activegate-ip': { type: 'string', multiple: true },
     config: { type: 'string' },
     output: { type: 'string', short: 'o' },
