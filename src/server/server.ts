@@ -90,7 +90,12 @@ export async function startServer(opts: StartOptions): Promise<RunningServer> {
       await delay(config.server.shutdownDelayMs);
       for (const c of closers) c.close();
       const closed = app.fastify.close();
+      // close() closes the connections idle at that moment; one whose request was still in
+      // flight becomes idle only after its response, and would then be held open until the
+      // keep-alive timeout (95 s), past the shutdown bound. Sweep those as they go idle.
+      const sweeper = setInterval(() => app.fastify.server.closeIdleConnections(), 50);
       const timedOut = await Promise.race([closed.then(() => false), delay(config.server.shutdownTimeoutMs).then(() => true)]);
+      clearInterval(sweeper);
       if (timedOut) {
         log.warn('in-flight requests did not finish in time; closing connections');
         app.fastify.server.closeAllConnections();
