@@ -29,6 +29,9 @@ export interface RequestRecord {
 }
 
 export interface Handshake {
+  /** performance.now() when the connection was started (before the TCP connect). */
+  readonly startedAt: number;
+  /** When the TLS handshake completed. */
   readonly at: number;
   readonly fingerprint256: string;
 }
@@ -121,9 +124,10 @@ export function startLoad(o: LoadOptions): LoadRun {
       req.on('socket', (s) => {
         if ((s as tls.TLSSocket & { _mgSeen?: boolean })._mgSeen) return;
         (s as tls.TLSSocket & { _mgSeen?: boolean })._mgSeen = true;
+        const startedAt = performance.now();
         s.once('secureConnect', () => {
           const fp = (s as tls.TLSSocket).getPeerCertificate().fingerprint256;
-          handshakes.push({ at: performance.now(), fingerprint256: fp });
+          handshakes.push({ startedAt, at: performance.now(), fingerprint256: fp });
         });
       });
       req.setTimeout(o.timeoutMs ?? 10_000, () => req.destroy(new Error('client timeout')));
