@@ -200,8 +200,7 @@ function firstTcpPort(pod: PodView): number | undefined {
   return undefined;
 }
 
-export interface AuditInput {
-  readonly pods: readonly V1Pod[];
+export interface AuditContext {
   /** null when namespaces could not be listed. */
   readonly namespaces: ReadonlyMap<string, Readonly<Record<string, string>>> | null;
   readonly namespacesUnknownReason?: string;
@@ -234,8 +233,19 @@ export function selectorMatches(selector: V1LabelSelector | undefined, labels: R
   return true;
 }
 
-/** The analysis, separate from the API calls so it is testable on plain objects. */
-export async function analyse(input: AuditInput, config: Config): Promise<AuditReport> {
+/** The analysis of a whole list at once (tests, embedding). */
+export async function analyse(input: AuditContext & { readonly pods: readonly V1Pod[] }, config: Config): Promise<AuditReport> {
+  const a = createAnalyser(input, config);
+  for (const pod of input.pods) await a.add(pod);
+  return a.report();
+}
+
+/**
+ * The analysis, separate from the API calls so it is testable on plain objects, and
+ * incremental: the command feeds it one page of pods at a time, so a big cluster is never
+ * held in memory as a whole.
+ */
+export function createAnalyser(input: AuditContext, config: Config): { add(pod: V1Pod): Promise<void>; report(): AuditReport } {
   const nsLookup = (name: string): NamespaceLookup => {
     if (!input.namespaces) return { state: 'unknown', reason: input.namespacesUnknownReason ?? 'namespaces could not be listed' };
     const labels = input.namespaces.get(name);
@@ -251,23 +261,25 @@ export async function analyse(input: AuditInput, config: Config): Promise<AuditR
   const byRule: Record<string, number> = {};
   const changed: Array<PodRef & { changes: AuditChange[] }> = [];
   const risks: AuditRisk[] = [];
-  const notes: string[] = [...(input.notes ?? [])];
+  const baseNotes: string[] = [...(input.notes ?? [])];
   const namespaces = new Set<string>();
   const wantedPorts = config.activeGate.ports.map(String);
   const agCidrs = (input.activeGateIPs ?? []).flatMap((ip) => (hostCidr(ip) ? [hostCidr(ip)!] : []));
   const wantedCidrs = [...config.activeGate.cidrs, ...agCidrs];
   let consulUnclear = 0;
   let unseen = 0;
+  let count = 0;
 
   let uid = 0;
-  for (const pod of input.pods) {
+  const add = async (pod: V1Pod): Promise<void> => {
+    count++;
     const ns = pod.metadata?.namespace ?? '';
     namespaces.add(ns);
     const ref: PodRef = { namespace: ns, name: pod.metadata?.name ?? '', owner: ownerOf(pod) };
     const inspected = inspectPod(pod, ns);
     if (!inspected.ok) {
-      notes.push(`${ns}/${ref.name}: not checked (${inspected.reason})`);
-      continue;
+      baseNotes.push(`${ns}/${ref.name}: not checked (${inspected.reason})`);
+      return;
     }
     const view = inspected.pod;
 
@@ -328,7 +340,7 @@ export async function analyse(input: AuditInput, config: Config): Promise<AuditR
       for (const r of rendered) {
         const edit = addToRenderedConfig(r.json, { ExcludeOutboundPorts: wantedPorts, ExcludeOutboundCIDRs: wantedCidrs });
         if (!edit.ok) {
-          notes.push(`${ns}/${ref.name}: Consul ${r.where} ${edit.reason}; ActiveGate exclusions not checked`);
+          baseNotes.push(`${ns}/${ref.name}: Consul ${r.where} ${edit.reason}; ActiveGate exclusions not checked`);
           continue;
         }
         const lacks = [
@@ -340,18 +352,22 @@ export async function analyse(input: AuditInput, config: Config): Promise<AuditR
       if (rendered.length === 0) consulUnclear++;
       if (missing.length) risks.push({ ...ref, type: 'consul-activegate-exclusions', detail: `OneAgent: ${oneAgent[0]}; ${missing.join('; ')}` });
     }
-  }
-  if (unseen) notes.push(`${plural(unseen, 'pod')} outside the webhook's namespace/object selectors: not evaluated for changes (risks still checked)`);
-  if (consulUnclear) notes.push(`${plural(consulUnclear, 'Consul transparent-proxy pod')} with OneAgent had no readable traffic config (env from a Secret/ConfigMap?); ActiveGate exclusions not checked there`);
-  if (input.activeGateIPs === null) notes.push('ActiveGate Services unknown: Consul exclusions checked for the configured ports and CIDRs only');
-  return {
-    scope: { namespace: input.scope },
-    pods: input.pods.length,
-    namespaces: namespaces.size,
-    wouldChange: { byRule, pods: changed },
-    risks,
-    notes,
   };
+  const report = (): AuditReport => {
+    const notes: string[] = [...baseNotes];
+    if (unseen) notes.push(`${plural(unseen, 'pod')} outside the webhook's namespace/object selectors: not evaluated for changes (risks still checked)`);
+    if (consulUnclear) notes.push(`${plural(consulUnclear, 'Consul transparent-proxy pod')} with OneAgent had no readable traffic config (env from a Secret/ConfigMap?); ActiveGate exclusions not checked there`);
+    if (input.activeGateIPs === null) notes.push('ActiveGate Services unknown: Consul exclusions checked for the configured ports and CIDRs only');
+    return {
+      scope: { namespace: input.scope },
+      pods: count,
+      namespaces: namespaces.size,
+      wouldChange: { byRule, pods: changed },
+      risks,
+      notes,
+    };
+  };
+  return { add, report };
 }
 
 // ---- rendering -----------------------------------------------------------------------------
@@ -442,25 +458,25 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
   };
   const notes: string[] = [];
 
-  // Pods first: without them there is nothing to say, and this is the call that proves access.
-  let pages = 0;
-  let pods: V1Pod[];
-  try {
-    pods = await listAll<V1Pod>(
-      async (cont) => {
-        const opts = { limit: pageSize, ...(cont ? { _continue: cont } : {}) };
-        return scope
-          ? await core.listNamespacedPod({ namespace: scope, ...opts }, withTimeout(timeoutMs))
-          : await core.listPodForAllNamespaces(opts, withTimeout(timeoutMs));
-      },
-      (count, more) => {
-        pages++;
-        if (more || pages > 1) progress(`listed ${count} pods${more ? '…' : ''}`);
-      },
-    );
-  } catch (err) {
-    throw kubeFailure(err, scope ? `cannot list pods in namespace ${scope}` : 'cannot list pods in all namespaces', server);
-  }
+  // The first page of pods first: without pods there is nothing to say, and this call proves access.
+  // The rest is fed to the analyser page by page, so a big cluster is never held in memory whole.
+  const podsWhat = scope ? `cannot list pods in namespace ${scope}` : 'cannot list pods in all namespaces';
+  const listPods = async (cont: string | undefined) => {
+    const opts = { limit: pageSize, ...(cont ? { _continue: cont } : {}) };
+    try {
+      return scope
+        ? await core.listNamespacedPod({ namespace: scope, ...opts }, withTimeout(timeoutMs))
+        : await core.listPodForAllNamespaces(opts, withTimeout(timeoutMs));
+    } catch (err) {
+      throw kubeFailure(err, podsWhat, server);
+    }
+  };
+  const firstPage = await listPods(undefined);
+  /** Optional reads may be refused (RBAC) but a broken connection ends the run: one error line, not a stream of warnings. */
+  const optional = (err: unknown, what: string): string => {
+    if (httpStatus(err) === undefined) throw kubeFailure(err, what, server);
+    return describeKubeError(err, what, server);
+  };
 
   // Namespace labels (for the rules); optional.
   let namespaces: Map<string, Readonly<Record<string, string>>> | null = new Map();
@@ -472,7 +488,7 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
     for (const n of list) if (n.metadata?.name) namespaces.set(n.metadata.name, { ...(n.metadata.labels ?? {}) });
   } catch (err) {
     namespaces = null;
-    namespacesUnknownReason = describeKubeError(err, scope ? `cannot read namespace ${scope}` : 'cannot list namespaces', server);
+    namespacesUnknownReason = optional(err, scope ? `cannot read namespace ${scope}` : 'cannot list namespaces');
     notes.push(`${namespacesUnknownReason}; rules use their fallbacks for namespace labels`);
     io.err(`mesh-guard audit: warning: ${namespacesUnknownReason}\n`);
   }
@@ -488,7 +504,7 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
     });
     activeGateIPs = clusterIPsOf(services);
   } catch (err) {
-    const why = describeKubeError(err, 'cannot list the ActiveGate Services', server);
+    const why = optional(err, 'cannot list the ActiveGate Services');
     io.err(`mesh-guard audit: warning: ${why}\n`);
   }
 
@@ -501,11 +517,22 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
   } catch (err) {
     const why =
       httpStatus(err) === 404 ? `MutatingWebhookConfiguration ${webhookName} not found (mesh-guard not installed yet?)`
-      : describeKubeError(err, `cannot read MutatingWebhookConfiguration ${webhookName}`, server);
+      : optional(err, `cannot read MutatingWebhookConfiguration ${webhookName}`);
     notes.push(`${why}; every pod evaluated as if the webhook saw it`);
   }
 
-  const report = await analyse({ pods, namespaces, ...(namespacesUnknownReason ? { namespacesUnknownReason } : {}), activeGateIPs, scope, notes, webhooks }, config);
+  const analyser = createAnalyser({ namespaces, ...(namespacesUnknownReason ? { namespacesUnknownReason } : {}), activeGateIPs, scope, notes, webhooks }, config);
+  let page = firstPage;
+  let listed = 0;
+  for (let n = 1; ; n++) {
+    for (const pod of page.items) await analyser.add(pod);
+    listed += page.items.length;
+    const cont = page.metadata?._continue || undefined;
+    if (cont || n > 1) progress(`listed ${listed} pods${cont ? '…' : ''}`);
+    if (!cont) break;
+    page = await listPods(cont);
+  }
+  const report = analyser.report();
   io.out(format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderAuditTable(report));
   return report.risks.length ? EXIT_FINDINGS : EXIT_OK;
 }
