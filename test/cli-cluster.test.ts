@@ -418,6 +418,7 @@ function mwc(name: string, hook: Record<string, unknown> = {}, resources = ['pod
 function ours(name: string, caBundle: string, hook: Record<string, unknown> = {}): KubeObject {
   return mwc(name, {
     name: 'pods.mesh-guard.io',
+    namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['mesh-guard'] }] },
     clientConfig: { caBundle, service: { name: 'mesh-guard', namespace: 'mesh-guard', path: '/mutate', port: 443 } },
     failurePolicy: 'Ignore',
     timeoutSeconds: 3,
@@ -435,6 +436,19 @@ function istiod(env: Array<{ name: string; value: string }>): KubeObject {
       template: { metadata: { labels: { app: 'istiod' } }, spec: { containers: [{ name: 'discovery', image: 'docker.io/istio/pilot:1.27.1', env }] } },
     },
   };
+}
+
+/** The node-agent and CSI driver DaemonSets doctor's scope check looks for. */
+function nodeAgentDaemonSets(a: FakeApiServer): void {
+  for (const n of ['kube-system', 'dynatrace']) a.create('namespaces', { metadata: { name: n, labels: { 'kubernetes.io/metadata.name': n } } });
+  const ds = (ns: string, name: string, labels: Record<string, string>, image: string) =>
+    a.create('apps/v1/daemonsets', {
+      metadata: { name, namespace: ns },
+      spec: { selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'c', image }] } } },
+    });
+  ds('kube-system', 'istio-cni-node', { 'k8s-app': 'istio-cni-node' }, 'docker.io/istio/install-cni:1.27.1');
+  ds('dynatrace', 'dynatrace-oneagent-csi-driver', { 'internal.oneagent.dynatrace.com/component': 'csi-driver' }, 'public.ecr.aws/dynatrace/dynatrace-operator:v1.7.0');
+  ds('kube-system', 'kube-proxy', { 'k8s-app': 'kube-proxy' }, 'registry.k8s.io/kube-proxy:v1.33.2');
 }
 
 const node = (name: string, kubelet: string): KubeObject => ({ metadata: { name }, status: { nodeInfo: { kubeletVersion: kubelet } } });
@@ -460,6 +474,10 @@ describe('doctor', () => {
     api = await FakeApiServer.start();
     api.create('namespaces', { metadata: { name: 'mesh-guard' } });
     api.create('services', { metadata: { name: 'mesh-guard', namespace: 'mesh-guard' }, spec: { ports: [{ port: 443, targetPort: 'https' }] } });
+    api.create('endpoints', {
+      metadata: { name: 'mesh-guard', namespace: 'mesh-guard' },
+      subsets: [{ addresses: [{ ip: '10.244.1.7' }, { ip: '10.244.2.9' }], ports: [{ name: 'https', port: 8443 }] }],
+    });
     seed(api);
     return kubeconfig(api.url, `doctor-${Math.random().toString(36).slice(2)}`);
   }
@@ -474,6 +492,7 @@ describe('doctor', () => {
       a.create(MWC, mwc('consul-consul-connect-injector', { failurePolicy: 'Fail' }));
       a.create(MWC, mwc('cert-manager-webhook', {}, ['certificates']));
       secret(a, good.cert);
+      nodeAgentDaemonSets(a);
       a.create('apps/v1/deployments', istiod([]));
       a.create('nodes', node('n1', 'v1.33.2'));
       a.create('nodes', node('n2', 'v1.34.0-gke.1200'));
@@ -492,11 +511,13 @@ describe('doctor', () => {
     expect(status).toEqual({
       webhook: 'ok',
       order: 'ok',
+      scope: 'ok',
       failurePolicy: 'ok',
       timeout: 'ok',
       reinvocationPolicy: 'ok',
       caBundle: 'ok',
       service: 'ok',
+      endpoints: 'ok',
       servingCert: 'ok',
       nativeSidecars: 'warn',
       dynatrace: 'ok',
@@ -504,6 +525,8 @@ describe('doctor', () => {
     const native = report.checks.find((c) => c.check === 'nativeSidecars')!;
     expect(native.message).toMatch(/ENABLE_NATIVE_SIDECARS unset \(auto for Istio 1\.27\) and all 2 kubelets are ≥1\.33: native sidecars are on.*istio-native-sidecar-guard covers it/);
     expect(report.checks.find((c) => c.check === 'order')!.message).toBe('0-mesh-guard runs before consul-consul-connect-injector, dynatrace-webhook, istio-sidecar-injector');
+    expect(report.checks.find((c) => c.check === 'scope')!.message).toBe('node-agent and CSI driver DaemonSets in scope: dynatrace/dynatrace-oneagent-csi-driver, kube-system/istio-cni-node');
+    expect(report.checks.find((c) => c.check === 'endpoints')!.message).toBe('2 ready mesh-guard pods behind the Service');
 
     const table = await cli(['doctor'], { KUBECONFIG: kc });
     keepForDocs('doctor-good.txt', table);
@@ -516,7 +539,14 @@ describe('doctor', () => {
 
   it('a bad installation: wrong order, OLM Dynatrace, loose settings, a cert about to expire: fail lines, exit 1', async () => {
     const kc = await cluster((a) => {
-      a.create(MWC, ours('mesh-guard', b64(ca.cert), { failurePolicy: 'Fail', timeoutSeconds: 10, reinvocationPolicy: 'Never' }));
+      a.create(MWC, ours('mesh-guard', b64(ca.cert), {
+        failurePolicy: 'Fail',
+        timeoutSeconds: 10,
+        reinvocationPolicy: 'Never',
+        namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['mesh-guard', 'kube-system'] }] },
+      }));
+      nodeAgentDaemonSets(a);
+      a.delete('endpoints', 'mesh-guard', 'mesh-guard');
       a.create(MWC, mwc('istio-revision-tag-default'));
       a.create(MWC, mwc('webhook.pod.dynatrace.com-7hq2x', { failurePolicy: 'Ignore', reinvocationPolicy: 'IfNeeded', timeoutSeconds: 10 }));
       secret(a, expiring.cert);
@@ -538,6 +568,11 @@ describe('doctor', () => {
     expect(by.servingCert!.message).toMatch(/^serving certificate expires in 9 days/);
     expect(by.dynatrace!.status).toBe('warn');
     expect(by.dynatrace!.message).toMatch(/installed through OLM \(webhook\.pod\.dynatrace\.com-7hq2x\).*runs after istio-revision-tag-default/);
+    expect(by.scope).toMatchObject({
+      status: 'fail',
+      message: "the webhook's selectors leave out kube-system/istio-cni-node (Istio CNI node agent (label k8s-app=istio-cni-node)): the guards cannot protect it from the CSI/CNI deadlock",
+    });
+    expect(by.endpoints).toMatchObject({ status: 'fail', message: 'no Endpoints for Service mesh-guard/mesh-guard: no mesh-guard pod has ever been ready' });
     expect(by.nativeSidecars).toMatchObject({ status: 'ok' });
     expect(by.nativeSidecars!.message).toMatch(/1 of 2 kubelets are <1\.33, so native sidecars stay off/);
 
@@ -545,7 +580,7 @@ describe('doctor', () => {
     keepForDocs('doctor-bad.txt', table);
     expect(table.code).toBe(1);
     expect(table.stdout).toMatch(/\nfail +order +istio-revision-tag-default runs before mesh-guard, so mesh-guard prepares pods too late\. Fix: rename/);
-    expect(table.stdout).toMatch(/\n2 failed, 4 warnings\.\n$/);
+    expect(table.stdout).toMatch(/\n4 failed, 4 warnings\.\n$/);
   });
 
   it('missing webhook, missing caBundle, foreign CA and wrong name on the certificate', async () => {

@@ -16,7 +16,6 @@
 import {
   AdmissionregistrationV1Api,
   CoreV1Api,
-  type V1LabelSelector,
   type V1MutatingWebhook,
   type V1Namespace,
   type V1Pod,
@@ -60,8 +59,20 @@ import {
   rejectPositionals,
   type CliIO,
 } from './common.js';
-import { DEFAULT_WEBHOOK_NAME, seesPods } from './doctor.js';
-import { KUBE_FLAGS, KUBE_FLAGS_HELP, describeKubeError, httpStatus, kubeFailure, listAll, loadKubeConfig, parseTimeout, withTimeout } from './kube.js';
+import {
+  DEFAULT_WEBHOOK_NAME,
+  KUBE_FLAGS,
+  KUBE_FLAGS_HELP,
+  describeKubeError,
+  httpStatus,
+  kubeFailure,
+  listAll,
+  loadKubeConfig,
+  parseTimeout,
+  seesPods,
+  selectorMatches,
+  withTimeout,
+} from './kube.js';
 
 export const AUDIT_HELP = `Usage: mesh-guard audit [flags]
 
@@ -215,23 +226,6 @@ export interface AuditContext {
   readonly webhooks?: readonly V1MutatingWebhook[] | null;
 }
 
-/** metav1.LabelSelector semantics; an absent selector matches everything. */
-export function selectorMatches(selector: V1LabelSelector | undefined, labels: Readonly<Record<string, string>>): boolean {
-  if (!selector) return true;
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
-  for (const e of selector.matchExpressions ?? []) {
-    const has = Object.hasOwn(labels, e.key);
-    const values = e.values ?? [];
-    const ok =
-      e.operator === 'In' ? has && values.includes(labels[e.key]!)
-      : e.operator === 'NotIn' ? !has || !values.includes(labels[e.key]!)
-      : e.operator === 'Exists' ? has
-      : e.operator === 'DoesNotExist' ? !has
-      : false;
-    if (!ok) return false;
-  }
-  return true;
-}
 
 /** The analysis of a whole list at once (tests, embedding). */
 export async function analyse(input: AuditContext & { readonly pods: readonly V1Pod[] }, config: Config): Promise<AuditReport> {

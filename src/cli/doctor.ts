@@ -9,11 +9,17 @@ import {
   AdmissionregistrationV1Api,
   AppsV1Api,
   CoreV1Api,
+  type V1DaemonSet,
   type V1Deployment,
   type V1MutatingWebhook,
   type V1MutatingWebhookConfiguration,
+  type V1Namespace,
   type V1Node,
 } from '@kubernetes/client-node';
+import { inspectPod } from '../admission/pod.js';
+import { isDynatraceCsiDriver } from '../rules/csi-driver-guard.js';
+import { detectNodeAgent } from '../rules/node-agent-guard.js';
+import { podFromTemplate } from './preview.js';
 import type { Config } from '../config/schema.js';
 import { effectiveMode } from '../admission/engine.js';
 import {
@@ -28,9 +34,22 @@ import {
   renderTable,
   type CliIO,
 } from './common.js';
-import { KUBE_FLAGS, KUBE_FLAGS_HELP, describeKubeError, httpStatus, kubeFailure, kubeletMinor, listAll, loadKubeConfig, parseTimeout, withTimeout } from './kube.js';
+import {
+  DEFAULT_WEBHOOK_NAME,
+  KUBE_FLAGS,
+  KUBE_FLAGS_HELP,
+  describeKubeError,
+  httpStatus,
+  kubeFailure,
+  kubeletMinor,
+  listAll,
+  loadKubeConfig,
+  parseTimeout,
+  seesPods,
+  selectorMatches,
+  withTimeout,
+} from './kube.js';
 
-export const DEFAULT_WEBHOOK_NAME = '0-mesh-guard';
 export const DEFAULT_TLS_SECRET = 'mesh-guard-tls';
 /** The serving certificate must outlive this (cert-manager overlay renews 30 days ahead). */
 export const MIN_CERT_DAYS = 30;
@@ -41,7 +60,9 @@ Checks the mesh-guard installation in a live cluster, read-only:
   - our MutatingWebhookConfiguration exists and the API server calls it before Dynatrace
     (dynatrace-webhook, or webhook.pod.dynatrace.com-* under OLM), Istio (istio-*) and Consul
     (*-connect-injector); prints the order of every configuration that sees pods
+  - its selectors cover the mesh node-agent and Dynatrace CSI driver DaemonSets
   - its failurePolicy, timeoutSeconds and reinvocationPolicy
+  - the Service has ready mesh-guard pods behind it
   - its caBundle parses, and the serving certificate in the Secret chains to it, names the
     Service and does not expire within ${MIN_CERT_DAYS} days
   - istiod's ENABLE_NATIVE_SIDECARS (true, or auto with every kubelet ≥ 1.33, turns on native
@@ -56,8 +77,9 @@ Flags:
 ${KUBE_FLAGS_HELP}
   -h, --help                 this help
 
-Permissions: list mutatingwebhookconfigurations (required); get services and secrets in the
-mesh-guard namespace, list deployments and nodes (optional: without them those checks warn).
+Permissions: list mutatingwebhookconfigurations (required); get services, endpoints and secrets in
+the mesh-guard namespace, list daemonsets, deployments, namespaces and nodes (optional: without them
+those checks warn).
 
 Exit codes: 0 no check failed (warnings allowed); 1 at least one check failed; 2 bad flags, no
 cluster, or no permission to list mutatingwebhookconfigurations.
@@ -114,14 +136,6 @@ function mustFollow(name: string, ours: string): boolean {
 /** Well-known names that must follow ours even when not installed yet. */
 const KNOWN_NAMES = ['dynatrace-webhook', 'webhook.pod.dynatrace.com-', 'istio-revision-tag-', 'istio-sidecar-injector'];
 
-export function seesPods(w: V1MutatingWebhook): boolean {
-  return (w.rules ?? []).some(
-    (r) =>
-      (r.operations ?? []).some((o) => o === 'CREATE' || o === '*') &&
-      (r.apiGroups ?? []).some((g) => g === '' || g === '*') &&
-      (r.resources ?? []).some((x) => x === 'pods' || x === '*' || x === '*/*'),
-  );
-}
 
 function policies(m: V1MutatingWebhookConfiguration, pick: (w: V1MutatingWebhook) => string | undefined, dflt: string): string {
   const vals = [...new Set((m.webhooks ?? []).filter(seesPods).map((w) => pick(w) ?? dflt))];
@@ -210,6 +224,50 @@ export function checkConfigurations(all: readonly V1MutatingWebhookConfiguration
     checks.push({ check: 'dynatrace', status: 'ok', message: helm ? 'Dynatrace webhook dynatrace-webhook (Helm/manifests)' : 'no Dynatrace webhook found' });
   }
   return { order, checks, mine };
+}
+
+// ---- scope -----------------------------------------------------------------------------------
+
+/**
+ * The guards only protect what the webhook sees: a node-agent or CSI-driver DaemonSet outside
+ * our namespace/object selectors (e.g. kube-system excluded, where Istio CNI runs on GKE and
+ * OpenShift) keeps the deadlock risk.
+ */
+export function checkScope(
+  hooks: readonly V1MutatingWebhook[],
+  daemonSets: readonly V1DaemonSet[],
+  namespaceLabels: ReadonlyMap<string, Readonly<Record<string, string>>>,
+  config: Config,
+): Check {
+  const relevant: string[] = [];
+  const outside: string[] = [];
+  for (const ds of daemonSets) {
+    const name = ds.metadata?.name ?? '';
+    const ns = ds.metadata?.namespace ?? '';
+    const template = ds.spec?.template as unknown as Record<string, unknown> | undefined;
+    if (!template) continue;
+    const inspected = inspectPod(podFromTemplate('DaemonSet', name, ns, template), ns);
+    if (!inspected.ok) continue;
+    const what = detectNodeAgent(inspected.pod, config.nodeAgentGuard.extraSelectors) ?? (isDynatraceCsiDriver(inspected.pod) ? 'Dynatrace CSI driver' : undefined);
+    if (!what) continue;
+    relevant.push(`${ns}/${name}`);
+    const nsLabels = namespaceLabels.get(ns) ?? { 'kubernetes.io/metadata.name': ns };
+    const labels = Object.fromEntries(inspected.pod.labels);
+    if (!hooks.some((w) => selectorMatches(w.namespaceSelector, nsLabels) && selectorMatches(w.objectSelector, labels))) outside.push(`${ns}/${name} (${what})`);
+  }
+  if (outside.length) {
+    return {
+      check: 'scope',
+      status: 'fail',
+      message: `the webhook's selectors leave out ${outside.join(', ')}: the guards cannot protect ${outside.length === 1 ? 'it' : 'them'} from the CSI/CNI deadlock`,
+      fix: 'do not exclude these namespaces (kube-system included) in namespaceSelector; deploy/base only excludes mesh-guard',
+    };
+  }
+  return {
+    check: 'scope',
+    status: 'ok',
+    message: relevant.length ? `node-agent and CSI driver DaemonSets in scope: ${relevant.join(', ')}` : 'no mesh node-agent or Dynatrace CSI driver DaemonSet found',
+  };
 }
 
 // ---- certificates ------------------------------------------------------------------------
@@ -406,6 +464,22 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
       }
       if (serviceOk) {
         try {
+          const ep = await core.readNamespacedEndpoints({ name: svc.name, namespace: svc.namespace }, t());
+          const ready = (ep.subsets ?? []).reduce((n, sub) => n + (sub.addresses?.length ?? 0), 0);
+          checks.push(
+            ready > 0
+              ? { check: 'endpoints', status: 'ok', message: `${ready} ready mesh-guard pod${ready === 1 ? '' : 's'} behind the Service` }
+              : { check: 'endpoints', status: 'fail', message: 'no ready mesh-guard pod behind the Service: every call fails and pods pass unchanged', fix: `kubectl -n ${svc.namespace} get pods,events (is the Deployment running and ready?)` },
+          );
+        } catch (err) {
+          const code = httpStatus(err);
+          checks.push(
+            code === 404
+              ? { check: 'endpoints', status: 'fail', message: `no Endpoints for Service ${svc.namespace}/${svc.name}: no mesh-guard pod has ever been ready`, fix: `kubectl -n ${svc.namespace} get pods,events` }
+              : { check: 'endpoints', status: 'warn', message: describeKubeError(err, `cannot read Endpoints ${svc.namespace}/${svc.name}`, server) },
+          );
+        }
+        try {
           const secret = await core.readNamespacedSecret({ name: secretName, namespace: svc.namespace }, t());
           const crt = secret.data?.['tls.crt'];
           if (!crt) checks.push({ check: 'servingCert', status: 'fail', message: `Secret ${svc.namespace}/${secretName} has no tls.crt`, fix: 're-create it (certs-scripts/create.sh)' });
@@ -419,6 +493,24 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
           } else checks.push({ check: 'servingCert', status: 'warn', message: describeKubeError(err, `cannot read Secret ${svc.namespace}/${secretName}`, server) });
         }
       }
+    }
+  }
+
+  // Scope: node-agent and CSI driver DaemonSets inside our selectors.
+  const hooks = (mine?.webhooks ?? []).filter(seesPods);
+  if (hooks.length) {
+    try {
+      const daemonSets = await listAll<V1DaemonSet>((cont) => apps.listDaemonSetForAllNamespaces({ limit: 500, ...(cont ? { _continue: cont } : {}) }, t()));
+      const labels = new Map<string, Readonly<Record<string, string>>>();
+      try {
+        const nss = await listAll<V1Namespace>((cont) => core.listNamespace({ limit: 500, ...(cont ? { _continue: cont } : {}) }, t()));
+        for (const n of nss) if (n.metadata?.name) labels.set(n.metadata.name, { ...(n.metadata.labels ?? {}) });
+      } catch {
+        // Without namespace labels, kubernetes.io/metadata.name (always set) is still known.
+      }
+      checks.push(checkScope(hooks, daemonSets, labels, config));
+    } catch (err) {
+      checks.push({ check: 'scope', status: 'warn', message: describeKubeError(err, 'cannot list daemonsets to check the webhook covers the node agents', server) });
     }
   }
 
@@ -442,7 +534,7 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
   return report.checks.some((c) => c.status === 'fail') ? EXIT_FINDINGS : EXIT_OK;
 }
 
-const CHECK_ORDER = ['webhook', 'order', 'failurePolicy', 'timeout', 'reinvocationPolicy', 'caBundle', 'service', 'servingCert', 'nativeSidecars', 'dynatrace'];
+const CHECK_ORDER = ['webhook', 'order', 'scope', 'failurePolicy', 'timeout', 'reinvocationPolicy', 'caBundle', 'service', 'endpoints', 'servingCert', 'nativeSidecars', 'dynatrace'];
 function sortChecks(checks: Check[]): Check[] {
   return [...checks].sort((a, b) => CHECK_ORDER.indexOf(a.check) - CHECK_ORDER.indexOf(b.check));
 }

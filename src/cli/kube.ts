@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KubeConfig, type ConfigurationOptions, type RequestContext, type ResponseContext } from '@kubernetes/client-node';
+import { KubeConfig, type ConfigurationOptions, type RequestContext, type ResponseContext, type V1LabelSelector, type V1MutatingWebhook } from '@kubernetes/client-node';
 import { resolveConnection } from '../cluster/kube-view.js';
 import { CliError, EXIT_USAGE } from './common.js';
 
@@ -185,4 +185,37 @@ export async function listAll<T>(
 export function kubeletMinor(version: string | undefined): { major: number; minor: number } | undefined {
   const m = /^v?(\d+)\.(\d+)/.exec(version ?? '');
   return m ? { major: Number(m[1]), minor: Number(m[2]) } : undefined;
+}
+
+// ---- webhook configurations -------------------------------------------------------------------
+
+/** Our MutatingWebhookConfiguration (deploy/base/mutatingwebhookconfiguration.yaml). */
+export const DEFAULT_WEBHOOK_NAME = '0-mesh-guard';
+
+/** Whether a webhook is called for pod CREATE. */
+export function seesPods(w: V1MutatingWebhook): boolean {
+  return (w.rules ?? []).some(
+    (r) =>
+      (r.operations ?? []).some((o) => o === 'CREATE' || o === '*') &&
+      (r.apiGroups ?? []).some((g) => g === '' || g === '*') &&
+      (r.resources ?? []).some((x) => x === 'pods' || x === '*' || x === '*/*'),
+  );
+}
+
+/** metav1.LabelSelector semantics; an absent selector matches everything. */
+export function selectorMatches(selector: V1LabelSelector | undefined, labels: Readonly<Record<string, string>>): boolean {
+  if (!selector) return true;
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
+  for (const e of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, e.key);
+    const values = e.values ?? [];
+    const ok =
+      e.operator === 'In' ? has && values.includes(labels[e.key]!)
+      : e.operator === 'NotIn' ? !has || !values.includes(labels[e.key]!)
+      : e.operator === 'Exists' ? has
+      : e.operator === 'DoesNotExist' ? !has
+      : false;
+    if (!ok) return false;
+  }
+  return true;
 }
