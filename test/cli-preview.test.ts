@@ -108,6 +108,22 @@ describe('preview output', () => {
     expect(JSON.parse(second.stdout).summary.changed).toBe(0);
   });
 
+  it('a rule in dry-run mode shows its change but gives no patch; a comment-only document survives -o yaml', async () => {
+    const cfg = path.join(os.tmpdir(), `mg-dry-${process.pid}.yaml`);
+    fs.writeFileSync(cfg, 'rules:\n  node-agent-guard: dry-run\n');
+    try {
+      const r = await cli(['preview', '-f', input, '--config', cfg, '-o', 'json']);
+      const cni = (JSON.parse(r.stdout) as { objects: PreviewObject[] }).objects.find((o) => o.name === 'istio-cni-node')!;
+      expect(cni.patch).toEqual([]);
+      expect(cni.changes).toMatchObject([{ rule: 'node-agent-guard', mode: 'dry-run', key: 'oneagent.dynatrace.com/inject', old: null, new: 'false' }]);
+      expect((await cli(['preview', '-f', input, '--config', cfg])).stdout).toMatch(/DaemonSet kube-system\/istio-cni-node +node-agent-guard \(dry-run\) +oneagent\.dynatrace\.com\/inject/);
+    } finally {
+      fs.rmSync(cfg, { force: true });
+    }
+    const y = await cli(['preview', '-f', '-', '-o', 'yaml'], '# Copyright header\n---\nkind: Pod\nmetadata: {name: a}\n---\n');
+    expect(y.stdout).toBe('# Copyright header\n---\nkind: Pod\nmetadata: {name: a}\n');
+  });
+
   it('--fail-on-change exits 1 when something would change, 0 otherwise', async () => {
     expect((await cli(['preview', '-f', input, '--fail-on-change'])).code).toBe(1);
     const quiet = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x}]}\n';

@@ -450,8 +450,9 @@ const YAML_OUT = { lineWidth: 0, indentSeq: false, flowCollectionPadding: false 
 export function renderPreviewYaml(input: ParsedInput, r: PreviewResult): string {
   const parts: string[] = [];
   input.values.forEach((value, i) => {
-    if (value === null || value === undefined) return;
     let doc = input.documents[i] ?? null;
+    // An empty document is dropped, unless it carries comments (a license header, say).
+    if ((value === null || value === undefined) && !(doc && (doc.commentBefore || doc.comment))) return;
     if (doc) {
       doc = doc.clone();
       for (const e of r.documentEdits[i]!) {
