@@ -94,7 +94,7 @@ async function main(): Promise<number> {
       const t = (performance.now() - t0) / 1000;
       samples.push({ t, rss: rssBytes(child.pid!) });
       const m = await get(port, ca, '/metrics').catch(() => undefined);
-      if (m) heaps.push({ t, heapUsed: metric(m.body, 'nodejs_heap_size_used_bytes') });
+      if (m) heaps.push({ t, heapUsed: metric(m.body, 'mesh_guard_nodejs_heap_size_used_bytes') });
       process.stderr.write(`soak: t=${t.toFixed(0)} s rss=${mb(samples.at(-1)!.rss)}\n`);
     };
     await sample();
