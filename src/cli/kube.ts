@@ -123,6 +123,7 @@ export function describeKubeError(err: unknown, what: string, server?: string): 
   if (status !== undefined) {
     const msg = statusMessage(err);
     if (status === 401) return `${what}: unauthorized (401): the credentials in the kubeconfig were rejected`;
+    if (status === 410) return `${what}: the list expired on the server (410) while paging; run again, or with a larger --page-size`;
     if (status === 403) return `${what}: forbidden (403)${msg ? `: ${msg}` : ''}; grant the permission or narrow the scope`;
     return `${what}: the API server answered ${status}${msg ? `: ${msg}` : ''}`;
   }

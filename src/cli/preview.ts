@@ -129,7 +129,7 @@ export function parseManifests(text: string, source: string): ParsedInput {
       return { documents: values.map(() => null), values, objects: values.flatMap((v, i) => expand(v, i)) };
     }
   }
-  const docs = parseAllDocuments(text, { uniqueKeys: false });
+  const docs = parseAllDocuments(text, { uniqueKeys: false, logLevel: 'error' });
   const list = Array.isArray(docs) ? docs : [];
   const values: unknown[] = [];
   list.forEach((d, i) => {
@@ -139,7 +139,7 @@ export function parseManifests(text: string, source: string): ParsedInput {
       throw new CliError(`preview: ${source}: not valid YAML (${where}): ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
     }
     try {
-      values.push(d.toJS({ maxAliasCount: 100 }));
+      values.push(d.toJS({ maxAliasCount: 100, logLevel: 'error' }));
     } catch (err) {
       throw new CliError(`preview: ${source}: document ${i + 1}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
     }
