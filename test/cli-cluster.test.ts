@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { V1Pod } from '@kubernetes/client-node';
 import { generate } from 'selfsigned';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { analyse, renderAuditTable, type AuditReport } from '../src/cli/audit.js';
@@ -110,6 +111,34 @@ const istioProxy = { name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.27.1
 const oneAgentInit = { name: 'dynatrace-operator', image: 'public.ecr.aws/dynatrace/dynatrace-operator:v1.7.0', args: ['bootstrap'] };
 const oneAgentVolume = { name: 'oneagent-bin', csi: { driver: 'csi.oneagent.dynatrace.com', readOnly: true } };
 
+/** Consul transparent proxy with OneAgent, rendered without the ActiveGate exclusions. */
+const ledgerPod: KubeObject = {
+  metadata: {
+    name: 'ledger-0',
+    namespace: 'payments',
+    labels: { app: 'ledger', 'consul.hashicorp.com/connect-inject-status': 'injected' },
+    annotations: {
+      'consul.hashicorp.com/connect-inject': 'true',
+      'consul.hashicorp.com/connect-inject-status': 'injected',
+      'consul.hashicorp.com/transparent-proxy-status': 'enabled',
+      'oneagent.dynatrace.com/injected': 'true',
+    },
+    ownerReferences: owner('StatefulSet', 'ledger'),
+  },
+  spec: {
+    initContainers: [
+      oneAgentInit,
+      {
+        name: 'consul-connect-inject-init',
+        image: 'hashicorp/consul-k8s-control-plane:1.6.0',
+        env: [{ name: 'CONSUL_REDIRECT_TRAFFIC_CONFIG', value: '{"ConsulDNSIP":"","ProxyUserID":"5995","ProxyInboundPort":20000,"ProxyOutboundPort":15001,"ExcludeInboundPorts":null,"ExcludeOutboundPorts":["8200"],"ExcludeOutboundCIDRs":null,"ExcludeUIDs":["5996"],"NetNS":""}' }],
+      },
+    ],
+    containers: [{ name: 'ledger', image: 'registry.example.com/ledger:2' }, { name: 'consul-dataplane', image: 'hashicorp/consul-dataplane:1.6.0' }],
+    volumes: [oneAgentVolume],
+  },
+};
+
 function seedPods(api: FakeApiServer): void {
   const ns = (name: string, labels: Record<string, string> = {}) =>
     api.create('namespaces', { metadata: { name, labels: { 'kubernetes.io/metadata.name': name, ...labels } } });
@@ -185,33 +214,7 @@ function seedPods(api: FakeApiServer): void {
     },
     spec: { containers: [{ name: 'api', image: 'registry.example.com/api:2', ports: [{ containerPort: 9090 }] }, istioProxy] },
   });
-  // Consul transparent proxy with OneAgent, rendered without the ActiveGate exclusions.
-  pod({
-    metadata: {
-      name: 'ledger-0',
-      namespace: 'payments',
-      labels: { app: 'ledger', 'consul.hashicorp.com/connect-inject-status': 'injected' },
-      annotations: {
-        'consul.hashicorp.com/connect-inject': 'true',
-        'consul.hashicorp.com/connect-inject-status': 'injected',
-        'consul.hashicorp.com/transparent-proxy-status': 'enabled',
-        'oneagent.dynatrace.com/injected': 'true',
-      },
-      ownerReferences: owner('StatefulSet', 'ledger'),
-    },
-    spec: {
-      initContainers: [
-        oneAgentInit,
-        {
-          name: 'consul-connect-inject-init',
-          image: 'hashicorp/consul-k8s-control-plane:1.6.0',
-          env: [{ name: 'CONSUL_REDIRECT_TRAFFIC_CONFIG', value: '{"ConsulDNSIP":"","ProxyUserID":"5995","ProxyInboundPort":20000,"ProxyOutboundPort":15001,"ExcludeInboundPorts":null,"ExcludeOutboundPorts":["8200"],"ExcludeOutboundCIDRs":null,"ExcludeUIDs":["5996"],"NetNS":""}' }],
-        },
-      ],
-      containers: [{ name: 'ledger', image: 'registry.example.com/ledger:2' }, { name: 'consul-dataplane', image: 'hashicorp/consul-dataplane:1.6.0' }],
-      volumes: [oneAgentVolume],
-    },
-  });
+  pod(ledgerPod);
   // Nothing to say about this one.
   pod({ metadata: { name: 'plain', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'busybox' }] } });
   api.create('services', {
@@ -308,6 +311,14 @@ describe('audit', () => {
     const table = renderAuditTable(report);
     expect(table).toMatch(/\nkube-system\/istio-cni-node-a \(\+2 more\) +DaemonSet\/istio-cni-node +node-agent-guard +oneagent\.dynatrace\.com\/inject: \(unset\) → "false"\n/);
     expect(table).toMatch(/\n {2}kube-system\/istio-cni-node-a \(\+2 more\) +DaemonSet\/istio-cni-node +Istio CNI node agent/);
+  });
+
+  it('Consul exclusions: only ActiveGate ClusterIPs of activeGate.clusterIPFamilies count, as in the rule', async () => {
+    const ctx = { namespaces: new Map([['payments', {}]]), activeGateIPs: ['10.96.12.7', 'fd00::7'], scope: null };
+    const v4 = await analyse({ ...ctx, pods: [ledgerPod as V1Pod] }, parseConfig('', {}));
+    expect(v4.risks[0]!.detail).toMatch(/lacks ports 9999 and CIDRs 10\.96\.12\.7\/32$/);
+    const both = await analyse({ ...ctx, pods: [ledgerPod as V1Pod] }, parseConfig('activeGate:\n  clusterIPFamilies: [IPv4, IPv6]\n', {}));
+    expect(both.risks[0]!.detail).toMatch(/lacks ports 9999 and CIDRs 10\.96\.12\.7\/32,fd00::7\/128$/);
   });
 
   it('pages through pods with limit/continue and shows progress on stderr', async () => {

@@ -258,7 +258,12 @@ export function createAnalyser(input: AuditContext, config: Config): { add(pod: 
   const baseNotes: string[] = [...(input.notes ?? [])];
   const namespaces = new Set<string>();
   const wantedPorts = config.activeGate.ports.map(String);
-  const agCidrs = (input.activeGateIPs ?? []).flatMap((ip) => (hostCidr(ip) ? [hostCidr(ip)!] : []));
+  // As the consul-activegate-exclusions rule computes them (its wantedEntries is not exported):
+  // host CIDRs of the ActiveGate ClusterIPs of the families in activeGate.clusterIPFamilies.
+  const agCidrs = (input.activeGateIPs ?? []).flatMap((ip) => {
+    const cidr = hostCidr(ip);
+    return cidr && config.activeGate.clusterIPFamilies.includes(cidr.endsWith('/128') ? 'IPv6' : 'IPv4') ? [cidr] : [];
+  });
   const wantedCidrs = [...config.activeGate.cidrs, ...agCidrs];
   let consulUnclear = 0;
   let unseen = 0;
