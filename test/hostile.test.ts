@@ -264,7 +264,7 @@ describe('hostile transport, under a background load of normal admissions', () =
       return `${p.name}: ${l.length} requests, p99 ${percentile(l, 99).toFixed(1)} ms`;
     });
     // eslint-disable-next-line no-console
-    console.log(`hostile: ${tried.length - 1} hostile phases (17 inputs); background load ${load.records.length} requests, ${failed.length} failed\n  ${summary.join('\n  ')}`);
+    console.log(`hostile: ${tried.length - 1} hostile phases (18 inputs); background load ${load.records.length} requests, ${failed.length} failed\n  ${summary.join('\n  ')}`);
     expect(failed.map((f) => f.error).slice(0, 5)).toEqual([]);
     expect(load.records.length).toBeGreaterThan(100);
     // "Does not hang", not a latency target: the box is shared.
