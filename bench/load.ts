@@ -31,6 +31,8 @@ export interface LoadSpec {
   readonly rps?: number;
   readonly durationMs?: number;
   readonly count?: number;
+  /** Return every latency sample too (to merge percentiles across slices). */
+  readonly raw?: boolean;
 }
 
 export interface LoadResult {
@@ -47,6 +49,7 @@ export interface LoadResult {
   /** Share of one core the generator used (user + system). */
   readonly generatorCpu: number;
   readonly averageBodyBytes: number;
+  readonly latencies?: number[];
 }
 
 interface Pending {
@@ -240,14 +243,15 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     max: sorted.length ? sorted[sorted.length - 1]! : NaN,
     generatorCpu: (cpu.user + cpu.system) / 1000 / elapsedMs,
     averageBodyBytes: set.averageBytes,
+    ...(spec.raw ? { latencies } : {}),
   };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   runLoad(JSON.parse(process.argv[2]!) as LoadSpec).then(
     (r) => {
-      process.stdout.write(JSON.stringify(r) + '\n');
-      process.exit(0);
+      // A pipe write is asynchronous: exit only once the result is out.
+      process.stdout.write(JSON.stringify(r) + '\n', () => process.exit(0));
     },
     (err: unknown) => {
       process.stderr.write(`load: ${err instanceof Error ? err.stack : String(err)}\n`);

@@ -160,21 +160,74 @@ function runLoad(spec: LoadSpec): Promise<LoadResult> {
   });
 }
 
+/** One phase, summed over its slices. */
 interface Measured {
-  load: LoadResult;
+  requests: number;
+  elapsedMs: number;
+  cpuMs: number;
+  wallMs: number;
+  patched: number;
+  generatorCpuMs: number;
+  latencies: number[];
+  averageBodyBytes: number;
+  reqPerSec: number;
   cpuUsPerReq: number;
   /** Share of its core the server used during the phase. */
   serverCpu: number;
+  generatorCpu: number;
+  p50: number;
+  p90: number;
+  p99: number;
 }
 
-async function measure(s: Running, spec: LoadSpec): Promise<Measured> {
+function emptyMeasured(): Measured {
+  return { requests: 0, elapsedMs: 0, cpuMs: 0, wallMs: 0, patched: 0, generatorCpuMs: 0, latencies: [], averageBodyBytes: 0, reqPerSec: NaN, cpuUsPerReq: NaN, serverCpu: NaN, generatorCpu: NaN, p50: NaN, p90: NaN, p99: NaN };
+}
+
+async function slice(s: Running, spec: LoadSpec, into: Measured): Promise<void> {
   const c0 = cpuTicks(s.pid);
   const t0 = performance.now();
-  const load = await runLoad(spec);
+  const load = await runLoad({ ...spec, raw: true });
   const wallMs = performance.now() - t0;
   const cpuMs = ((cpuTicks(s.pid) - c0) / CLK_TCK) * 1000;
   if (load.errors > 0) throw new Error(`${s.name}: ${load.errors} bad responses, e.g. ${load.errorSamples.join(' | ')}`);
-  return { load, cpuUsPerReq: (cpuMs * 1000) / load.requests, serverCpu: cpuMs / wallMs };
+  into.requests += load.requests;
+  into.elapsedMs += load.elapsedMs;
+  into.cpuMs += cpuMs;
+  into.wallMs += wallMs;
+  into.patched += load.patched;
+  into.generatorCpuMs += load.generatorCpu * load.elapsedMs;
+  for (const l of load.latencies ?? []) into.latencies.push(l);
+  into.averageBodyBytes = load.averageBodyBytes;
+}
+
+function finish(m: Measured): Measured {
+  const sorted = Float64Array.from(m.latencies).sort();
+  const pct = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : NaN);
+  return {
+    ...m,
+    latencies: [],
+    reqPerSec: (m.requests / m.elapsedMs) * 1000,
+    cpuUsPerReq: (m.cpuMs * 1000) / m.requests,
+    serverCpu: m.cpuMs / m.elapsedMs,
+    generatorCpu: m.generatorCpuMs / m.elapsedMs,
+    p50: pct(50),
+    p90: pct(90),
+    p99: pct(99),
+  };
+}
+
+/**
+ * Runs a phase as alternating slices (A B B A A B …), so that a change in the load other
+ * processes put on this machine hits both servers alike: the ratios stay meaningful.
+ */
+async function interleaved(servers: readonly Running[], spec: (port: number) => LoadSpec, slices: number): Promise<Measured[]> {
+  const out = servers.map(() => emptyMeasured());
+  for (let i = 0; i < slices; i++) {
+    const order = i % 2 === 0 ? servers.map((_, k) => k) : servers.map((_, k) => servers.length - 1 - k);
+    for (const k of order) await slice(servers[k]!, spec(servers[k]!.port), out[k]!);
+  }
+  return out.map(finish);
 }
 
 interface Rep {
@@ -188,24 +241,47 @@ interface Rep {
   logLines: number;
 }
 
-async function runServer(name: ServerName, work: string, port: number, tlsDir: string): Promise<Rep> {
-  const s = await startServer(name, work, port, tlsDir);
+/** One repetition: both servers up at once (idle while the other is loaded), phases interleaved. */
+async function runRep(rep: number, work: string, firstPort: number, tlsDir: string): Promise<Record<ServerName, Rep>> {
   const caFile = path.join(tlsDir, 'ca.crt');
-  const base = { port, caFile };
+  // mesh-guard starts first: it writes the self-signed certificate that the floor also serves.
+  const mg = await startServer('mesh-guard', work, firstPort, tlsDir);
+  let floor: Running | undefined;
   try {
-    const closed = (size: Size, d: { durationMs?: number; count?: number }): LoadSpec => ({ ...base, size, mode: 'closed', connections: 16, ...d });
-    const warm = SMOKE ? undefined : await measure(s, closed('medium', { durationMs: 2000 })); // warm-up (JIT)
-    const tput = await measure(s, closed('medium', SMOKE ? { count: 300 } : { durationMs: 5000 }));
-    const lat = await measure(s, { ...base, size: 'medium', mode: 'rate', connections: 4, rps: 200, ...(SMOKE ? { count: 100 } : { durationMs: 10_000 }) });
-    const rssMiB = peakRssMiB(s.pid);
-    const small = await measure(s, closed('small', SMOKE ? { count: 50 } : { durationMs: 3000 }));
-    const large = await measure(s, closed('large', SMOKE ? { count: 50 } : { durationMs: 3000 }));
-    await stopServer(s);
-    const admissions = [warm, tput, lat, small, large].reduce((a, m) => a + (m?.load.requests ?? 0), 0);
-    const logLines = name === 'mesh-guard' ? countAdmissionLines(s.logFile) : 0;
-    return { readyMs: s.readyMs, tput, lat, rssMiB, small, large, admissions, logLines };
+    floor = await startServer('floor', work, firstPort + 1, tlsDir);
+    // Alternate which server gets the first slice of every phase.
+    const servers = rep % 2 === 0 ? [mg, floor] : [floor, mg];
+    const closed = (size: Size, d: { durationMs?: number; count?: number }) => (port: number): LoadSpec => ({ port, caFile, size, mode: 'closed', connections: 16, ...d });
+    const warm = SMOKE ? servers.map(() => emptyMeasured()) : await interleaved(servers, closed('medium', { durationMs: 2000 }), 1); // JIT warm-up
+    const tput = await interleaved(servers, closed('medium', SMOKE ? { count: 300 } : { durationMs: 1000 }), SMOKE ? 1 : 6);
+    const lat = await interleaved(
+      servers,
+      (port) => ({ port, caFile, size: 'medium', mode: 'rate', connections: 4, rps: 200, ...(SMOKE ? { count: 100 } : { durationMs: 2500 }) }),
+      SMOKE ? 1 : 4,
+    );
+    const rss = servers.map((s) => peakRssMiB(s.pid));
+    const small = await interleaved(servers, closed('small', SMOKE ? { count: 50 } : { durationMs: 1500 }), SMOKE ? 1 : 2);
+    const large = await interleaved(servers, closed('large', SMOKE ? { count: 50 } : { durationMs: 1500 }), SMOKE ? 1 : 2);
+    await stopServer(mg);
+    await stopServer(floor);
+    const result = {} as Record<ServerName, Rep>;
+    servers.forEach((s, k) => {
+      const admissions = [warm, tput, lat, small, large].reduce((a, m) => a + m[k]!.requests, 0);
+      result[s.name] = {
+        readyMs: s.readyMs,
+        tput: tput[k]!,
+        lat: lat[k]!,
+        rssMiB: rss[k]!,
+        small: small[k]!,
+        large: large[k]!,
+        admissions,
+        logLines: s.name === 'mesh-guard' ? countAdmissionLines(s.logFile) : 0,
+      };
+    });
+    return result;
   } finally {
-    await stopServer(s);
+    await stopServer(mg);
+    if (floor) await stopServer(floor);
   }
 }
 
@@ -256,19 +332,19 @@ function table(reps: Array<Record<ServerName, Rep>>): { rows: Row[]; pass: boole
       pass: target ? target.ok(r, mg) : undefined,
     });
   };
-  add('throughput, medium, 16 in flight (req/s)', (r) => r.tput.load.reqPerSec, 0, { text: '≥ 0.8× floor', ok: (r) => r >= 0.8 });
-  add('p50 at 200 req/s, medium (ms)', (r) => r.lat.load.p50, 3);
-  add('p90 at 200 req/s, medium (ms)', (r) => r.lat.load.p90, 3);
-  add('p99 at 200 req/s, medium (ms)', (r) => r.lat.load.p99, 3, { text: '≤ 2 ms', ok: (_r, mg) => mg <= 2 });
+  add('throughput, medium, 16 in flight (req/s)', (r) => r.tput.reqPerSec, 0, { text: '≥ 0.8× floor', ok: (r) => r >= 0.8 });
+  add('p50 at 200 req/s, medium (ms)', (r) => r.lat.p50, 3);
+  add('p90 at 200 req/s, medium (ms)', (r) => r.lat.p90, 3);
+  add('p99 at 200 req/s, medium (ms)', (r) => r.lat.p99, 3, { text: '≤ 2 ms', ok: (_r, mg) => mg <= 2 });
   add('server CPU per request, medium (µs)', (r) => r.tput.cpuUsPerReq, 0, { text: '≤ 1.3× floor', ok: (r) => r <= 1.3 });
   add('peak RSS after medium load (MiB)', (r) => r.rssMiB, 1, { text: '≤ 1.3× floor', ok: (r) => r <= 1.3 });
   add('process start → /readyz 200 (ms)', (r) => r.readyMs, 0, { text: '≤ 1500 ms (mesh-guard)', ok: (_r, mg) => mg <= 1500 });
-  add('throughput, small (req/s)', (r) => r.small.load.reqPerSec, 0);
+  add('throughput, small (req/s)', (r) => r.small.reqPerSec, 0);
   add('server CPU per request, small (µs)', (r) => r.small.cpuUsPerReq, 0);
-  add('throughput, large (req/s)', (r) => r.large.load.reqPerSec, 0);
+  add('throughput, large (req/s)', (r) => r.large.reqPerSec, 0);
   add('server CPU per request, large (µs)', (r) => r.large.cpuUsPerReq, 0);
   add('server core busy during medium throughput', (r) => r.tput.serverCpu, 2, undefined, false);
-  add('load generator core busy during medium throughput', (r) => r.tput.load.generatorCpu, 2, undefined, false);
+  add('load generator core busy during medium throughput', (r) => r.tput.generatorCpu, 2, undefined, false);
   return { rows, pass: rows.every((r) => r.pass !== false) };
 }
 
@@ -284,7 +360,7 @@ function rawLines(reps: Array<Record<ServerName, Rep>>): string {
     for (const name of ['floor', 'mesh-guard'] as const) {
       const r = rep[name];
       out.push(
-        `| ${i + 1} | ${name} | ${fmt(r.tput.load.reqPerSec)} | ${fmt(r.lat.load.p50, 3)} | ${fmt(r.lat.load.p90, 3)} | ${fmt(r.lat.load.p99, 3)} | ${fmt(r.tput.cpuUsPerReq)} | ${fmt(r.rssMiB, 1)} | ${fmt(r.readyMs)} | ${fmt(r.tput.serverCpu, 2)} | ${fmt((r.tput.load.patched / r.tput.load.requests) * 100, 1)}% |`,
+        `| ${i + 1} | ${name} | ${fmt(r.tput.reqPerSec)} | ${fmt(r.lat.p50, 3)} | ${fmt(r.lat.p90, 3)} | ${fmt(r.lat.p99, 3)} | ${fmt(r.tput.cpuUsPerReq)} | ${fmt(r.rssMiB, 1)} | ${fmt(r.readyMs)} | ${fmt(r.tput.serverCpu, 2)} | ${fmt((r.tput.patched / r.tput.requests) * 100, 1)}% |`,
       );
     }
   });
@@ -317,33 +393,30 @@ async function main(): Promise<void> {
   const reps: Array<Record<ServerName, Rep>> = [];
   let port = 20_000 + (process.pid % 20_000);
   for (let i = 0; i < REPS; i++) {
-    // mesh-guard first in the first repetition: it writes the self-signed certificate that the floor also serves.
-    const order: ServerName[] = i % 2 === 0 ? ['mesh-guard', 'floor'] : ['floor', 'mesh-guard'];
-    const rep = {} as Record<ServerName, Rep>;
-    for (const name of order) {
-      const r = await runServer(name, work, port++, tlsDir);
-      rep[name] = r;
-      if (name === 'mesh-guard' && r.logLines !== r.admissions) {
-        throw new Error(`mesh-guard wrote ${r.logLines} admission log lines for ${r.admissions} admissions`);
-      }
+    const rep = await runRep(i, work, port, tlsDir);
+    port += 2;
+    const mg = rep['mesh-guard'];
+    if (mg.logLines !== mg.admissions) throw new Error(`mesh-guard wrote ${mg.logLines} admission log lines for ${mg.admissions} admissions`);
+    if (mg.tput.patched === 0) throw new Error('mesh-guard patched none of the rule-triggering pods');
+    for (const name of ['floor', 'mesh-guard'] as const) {
+      const r = rep[name];
       console.log(
-        `  rep ${i + 1} ${name.padEnd(10)} ready ${fmt(r.readyMs)} ms, ${fmt(r.tput.load.reqPerSec)} req/s, ${fmt(r.tput.cpuUsPerReq)} µs/req (core ${fmt(r.tput.serverCpu, 2)}), ` +
-          `p50/p90/p99 ${fmt(r.lat.load.p50, 2)}/${fmt(r.lat.load.p90, 2)}/${fmt(r.lat.load.p99, 2)} ms, RSS ${fmt(r.rssMiB, 1)} MiB`,
+        `  rep ${i + 1} ${name.padEnd(10)} ready ${fmt(r.readyMs)} ms, ${fmt(r.tput.reqPerSec)} req/s, ${fmt(r.tput.cpuUsPerReq)} µs/req (core ${fmt(r.tput.serverCpu, 2)}), ` +
+          `p50/p90/p99 ${fmt(r.lat.p50, 2)}/${fmt(r.lat.p90, 2)}/${fmt(r.lat.p99, 2)} ms, RSS ${fmt(r.rssMiB, 1)} MiB`,
       );
     }
-    if (rep['mesh-guard'].tput.load.patched === 0) throw new Error('mesh-guard patched none of the rule-triggering pods');
     reps.push(rep);
   }
   fs.rmSync(work, { recursive: true, force: true });
   const { rows, pass } = table(reps);
   const md = markdown(rows);
-  const avg = (s: Size) => reps[0]!['mesh-guard'][s === 'medium' ? 'tput' : s].load.averageBodyBytes;
+  const avg = (s: Size) => reps[0]!['mesh-guard'][s === 'medium' ? 'tput' : s].averageBodyBytes;
   const mg = reps[0]!['mesh-guard'];
   const notes = [
     `Run ${started.toISOString()} on ${machine()}. Load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.`,
     `Medians of ${REPS} repetition(s); a ratio is the median of the per-repetition ratios (mesh-guard / floor).`,
     `Bodies: small ${avg('small')} B, medium ${avg('medium')} B, large ${avg('large')} B on average; ` +
-      `${fmt((mg.tput.load.patched / mg.tput.load.requests) * 100, 1)}% of medium reviews came back patched.`,
+      `${fmt((mg.tput.patched / mg.tput.requests) * 100, 1)}% of medium reviews came back patched.`,
     hasTaskset ? `Servers pinned to CPU ${SERVER_CPU} with taskset, the load generator to CPU ${LOAD_CPU}.` : 'Nothing pinned (no taskset or one CPU).',
   ];
   console.log('\n' + md + '\n');
