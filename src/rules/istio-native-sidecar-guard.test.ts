@@ -38,8 +38,8 @@ describe('istio-native-sidecar-guard: skips with a reason', () => {
   const cases: Array<[string, Case, RegExp]> = [
     ['the pod asked for native sidecars', { annotations: { [NATIVE]: 'true' } }, /sidecar.istio.io\/nativeSidecar="true" is set on the pod and left alone/],
     ['another explicit value', { annotations: { [NATIVE]: 'yes' } }, /="yes" is set on the pod and left alone/],
-    ['unknown namespace', { ns: 'unknown' }, /^not acting: namespace labels unknown \(cluster view is off\)/],
-    ['unknown namespace, Dynatrace assumed', { ns: 'unknown', config: 'dynatrace: {assumeInjectedWhenUnknown: true}' }, /^not acting: namespace labels unknown/],
+    ['unknown namespace, pod label inject=true', { ns: 'unknown', labels: { 'sidecar.istio.io/inject': 'true' } }, /^not acting: namespace labels unknown \(cluster view is off\)/],
+    ['unknown namespace, pod label istio.io/rev, Dynatrace assumed', { ns: 'unknown', labels: { 'istio.io/rev': 'canary' }, config: 'dynatrace: {assumeInjectedWhenUnknown: true}' }, /^not acting: namespace labels unknown/],
     ['too late: Istio already injected a native sidecar', { annotations: { [STATUS]: '{"initContainers":["istio-init","istio-proxy"],"containers":null}' }, initContainers: [{ name: 'istio-init', image: 'p' }, { name: 'istio-proxy', image: 'p', restartPolicy: 'Always' }] }, /Istio already injected a native sidecar .* too late to opt out/],
   ];
   it.each(cases)('%s', (_name, input, reason) => {
@@ -57,7 +57,8 @@ describe('istio-native-sidecar-guard: none of its business (no reason)', () => {
     ['namespace not Dynatrace-labelled', { ns: { 'istio-injection': 'enabled' } }],
     ['dynatrace.com/inject "false"', { annotations: { 'dynatrace.com/inject': 'false' } }],
     ['oneagent.dynatrace.com/inject "0"', { annotations: { 'oneagent.dynatrace.com/inject': '0' } }],
-    ['unknown namespace, pod opted out of Dynatrace', { ns: 'unknown', annotations: { 'oneagent.dynatrace.com/inject': 'false' } }],
+    ['unknown namespace, pod opted out of Dynatrace', { ns: 'unknown', labels: { 'sidecar.istio.io/inject': 'true' }, annotations: { 'oneagent.dynatrace.com/inject': 'false' } }],
+    ['unknown namespace, a pod with no Istio label of its own', { ns: 'unknown' }],
     ['hostNetwork', { hostNetwork: true }],
     ['kube-system', { namespace: 'kube-system' }],
     ['kube-public', { namespace: 'kube-public' }],
