@@ -146,8 +146,10 @@ describe('preview output', () => {
     // -o yaml of JSON input is YAML of the mutated value.
     const y = await cli(['preview', '-f', '-', ...flags, '-o', 'yaml'], JSON.stringify(list));
     expect(y.stdout).toContain('sidecar.istio.io/nativeSidecar: "false"');
-    // Without labels the namespace is unknown and the rule says so instead of acting.
-    const unknown = await cli(['preview', '-f', '-'], JSON.stringify(list));
+    // Without labels the namespace is unknown: a pod that asks for a sidecar is told why nothing happens.
+    const asking = structuredClone(list);
+    asking.items[0]!.spec.template.metadata.labels = { app: 'api', 'sidecar.istio.io/inject': 'true' } as { app: string };
+    const unknown = await cli(['preview', '-f', '-'], JSON.stringify(asking));
     expect(unknown.stdout).toMatch(/namespace labels unknown \(no labels for namespace "default"/);
     expect(unknown.stdout).toMatch(/No changes/);
   });

@@ -41,7 +41,8 @@ import { imageName, inspectPod, type PodView } from '../admission/pod.js';
 import { clusterIPsOf } from '../cluster/kube-view.js';
 import type { ClusterView, NamespaceLookup } from '../cluster/view.js';
 import type { Config } from '../config/schema.js';
-import { addToRenderedConfig, hostCidr } from '../rules/consul.js';
+import { addToRenderedConfig } from '../rules/consul.js';
+import { wantedEntries } from '../rules/consul-activegate-exclusions.js';
 import { isDynatraceCsiDriver } from '../rules/csi-driver-guard.js';
 import { allRules } from '../rules/index.js';
 import { detectNodeAgent } from '../rules/node-agent-guard.js';
@@ -257,14 +258,7 @@ export function createAnalyser(input: AuditContext, config: Config): { add(pod: 
   const risks: AuditRisk[] = [];
   const baseNotes: string[] = [...(input.notes ?? [])];
   const namespaces = new Set<string>();
-  const wantedPorts = config.activeGate.ports.map(String);
-  // As the consul-activegate-exclusions rule computes them (its wantedEntries is not exported):
-  // host CIDRs of the ActiveGate ClusterIPs of the families in activeGate.clusterIPFamilies.
-  const agCidrs = (input.activeGateIPs ?? []).flatMap((ip) => {
-    const cidr = hostCidr(ip);
-    return cidr && config.activeGate.clusterIPFamilies.includes(cidr.endsWith('/128') ? 'IPv6' : 'IPv4') ? [cidr] : [];
-  });
-  const wantedCidrs = [...config.activeGate.cidrs, ...agCidrs];
+  const { ports: wantedPorts, cidrs: wantedCidrs } = wantedEntries(config, input.activeGateIPs);
   let consulUnclear = 0;
   let unseen = 0;
   let count = 0;

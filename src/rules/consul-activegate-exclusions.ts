@@ -41,27 +41,28 @@ import {
   RENDERED_FIELDS,
   type RenderedField,
 } from './consul.js';
+import type { Config } from '../config/schema.js';
 import { dynatraceWillInject } from './dynatrace.js';
 import type { Change, Rule, RuleContext, RuleResult } from './types.js';
 import { NOTHING, skip } from './types.js';
 
-interface Wanted {
+export interface Wanted {
   readonly ports: readonly string[];
   readonly cidrs: readonly string[];
   /** What the log should know about where the CIDRs came from. */
   readonly notes: readonly string[];
 }
 
-function wantedEntries(ctx: RuleContext): Wanted {
+/** The ports and CIDRs Consul should exclude; the audit CLI checks running pods against the same list. */
+export function wantedEntries(config: Config, ips: readonly string[] | null): Wanted {
   const notes: string[] = [];
-  const ips = ctx.activeGateIPs;
   const agCidrs: string[] = [];
   if (ips === null) {
     notes.push('ActiveGate Service ClusterIPs are unknown (no cluster view yet), so only the configured ports and CIDRs are added');
   } else if (ips.length === 0) {
     notes.push('no ActiveGate Service found, so only the configured ports and CIDRs are added');
   } else {
-    const families = ctx.config.activeGate.clusterIPFamilies;
+    const families = config.activeGate.clusterIPFamilies;
     for (const ip of ips) {
       const cidr = hostCidr(ip);
       if (!cidr) {
@@ -74,8 +75,8 @@ function wantedEntries(ctx: RuleContext): Wanted {
     }
   }
   return {
-    ports: ctx.config.activeGate.ports.map(String),
-    cidrs: [...ctx.config.activeGate.cidrs, ...agCidrs],
+    ports: config.activeGate.ports.map(String),
+    cidrs: [...config.activeGate.cidrs, ...agCidrs],
     notes,
   };
 }
@@ -191,7 +192,7 @@ export const consulActiveGateExclusions: Rule = {
     const dynatrace = dynatraceWillInject(pod, ctx);
     if (!dynatrace.yes) return { changes: [], reasons: [consul.reason, `Dynatrace does not inject OneAgent: ${dynatrace.reason}`] };
 
-    const wanted = wantedEntries(ctx);
+    const wanted = wantedEntries(ctx.config, ctx.activeGateIPs);
     if (wanted.ports.length === 0 && wanted.cidrs.length === 0) {
       return { changes: [], reasons: [consul.reason, dynatrace.reason, ...wanted.notes, 'nothing to add: activeGate.ports and activeGate.cidrs are empty'] };
     }
