@@ -2,30 +2,18 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import https from 'node:https';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot, review, decodePatch, applyOps, type ReviewResponse } from './support/review.js';
 import { startTestServer, waitFor, type TestServer } from './support/server.js';
+import { httpsRequest } from './support/process.js';
 
 const sample = JSON.parse(fs.readFileSync(path.join(repoRoot, 'examples/review-istio-cni-node.json'), 'utf8'));
 const samplePod = sample.request.object;
 const appPod = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'web-', namespace: 'shop' }, spec: { containers: [{ name: 'web', image: 'nginx' }] } };
 
-function rawPost(s: TestServer, body: Buffer): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: '127.0.0.1', port: s.server.port, path: '/mutate', method: 'POST', ca: s.ca, servername: 'localhost', headers: { 'content-type': 'application/json' } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+function rawPost(s: TestServer, body: Buffer) {
+  return httpsRequest({ port: s.server.port, ca: s.ca, method: 'POST', path: '/mutate', body });
 }
 
 function admissionLines(s: TestServer) {

@@ -68,22 +68,35 @@ export async function spawnServer(env: NodeJS.ProcessEnv = {}, entry = path.join
     lines,
     stderr: () => stderr,
     exited,
-    request: (method, urlPath, body) =>
-      new Promise((resolve, reject) => {
-        const req = https.request(
-          { host: '127.0.0.1', port, path: urlPath, method, ca: ca(), servername: 'localhost', headers: body ? { 'content-type': 'application/json' } : {}, agent: false },
-          (res) => {
-            let text = '';
-            res.setEncoding('utf8');
-            res.on('data', (c) => (text += c));
-            res.on('end', () => resolve({ status: res.statusCode!, body: text }));
-          },
-        );
-        req.on('error', reject);
-        req.end(body);
-      }),
+    request: (method, urlPath, body) => httpsRequest({ port, ca: ca(), method, path: urlPath, body }),
     kill: (signal = 'SIGTERM') => child.kill(signal),
   };
+}
+
+/** One HTTPS request on a fresh connection; a body is sent as application/json. */
+export function httpsRequest(opts: { port: number; ca: string; method: string; path: string; body?: string | Buffer }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: opts.port,
+        path: opts.path,
+        method: opts.method,
+        ca: opts.ca,
+        servername: 'localhost',
+        headers: opts.body !== undefined ? { 'content-type': 'application/json' } : {},
+        agent: false,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
 }
 
 /** Polls /readyz until 200. */
