@@ -75,17 +75,22 @@ export function isoTime(): string {
   return `${secondPrefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`;
 }
 
-const MAX_PENDING_CHARS = 8 * 1024 * 1024;
+const MAX_PENDING_BYTES = 8 * 1024 * 1024;
 /** A line waits at most this long before it is written. */
 const FLUSH_INTERVAL_MS = 25;
-/** Write at once when this much is pending. */
-const FLUSH_AT_CHARS = 64 * 1024;
+/** Write at once when this much is pending; also the size of a batch buffer. */
+const FLUSH_AT_BYTES = 64 * 1024;
 
 /**
  * Writes log lines to a file descriptor in batches: a line waits at most 25 ms (or until
  * 64 KiB are pending), then everything pending goes out in one asynchronous write on
  * libuv's thread pool. Under load one write(2) carries many lines; at rest a line still
  * shows up in `kubectl logs` within 25 ms.
+ *
+ * Each line is encoded into a batch buffer as it arrives, so the line's string (a rope of
+ * small pieces, as pino builds it) dies at once instead of surviving young-generation
+ * collections while it waits: holding 25 ms of lines as strings more than doubled what
+ * every scavenge had to copy, which made V8 grow the young generation by 16 MiB under load.
  *
  * pino's own sonic-boom destination (sync: false, minLength: 4096) costs more per line
  * under load, because every write measures the UTF-8 length of the whole pending buffer,
@@ -95,8 +100,12 @@ const FLUSH_AT_CHARS = 64 * 1024;
  * rather than growing memory without bound.
  */
 export class BatchedFdDestination implements DestinationStream {
-  private pending: string[] = [];
-  private pendingChars = 0;
+  /** Filled batch buffers waiting to be written, oldest first. */
+  private full: Buffer[] = [];
+  /** The batch buffer lines are encoded into, and how much of it is used. */
+  private current: Buffer | undefined;
+  private used = 0;
+  private pendingBytes = 0;
   /** The buffer an asynchronous write is working on, and how much of it is done. */
   private inFlight: { buf: Buffer; offset: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -108,14 +117,29 @@ export class BatchedFdDestination implements DestinationStream {
   }
 
   write(line: string): void {
-    if (this.pendingChars + line.length > MAX_PENDING_CHARS) {
+    if (this.pendingBytes + line.length > MAX_PENDING_BYTES) {
       this.dropped++;
       return;
     }
-    this.pending.push(line);
-    this.pendingChars += line.length;
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+    const worst = line.length * 3;
+    if (worst > FLUSH_AT_BYTES) {
+      // A line too long for a batch buffer gets a buffer of its own.
+      this.seal();
+      const buf = Buffer.from(line, 'utf8');
+      this.full.push(buf);
+      this.pendingBytes += buf.length;
+    } else {
+      if (!this.current || this.used + worst > this.current.length) {
+        this.seal();
+        this.current = Buffer.allocUnsafeSlow(FLUSH_AT_BYTES);
+      }
+      const n = this.current.write(line, this.used, 'utf8');
+      this.used += n;
+      this.pendingBytes += n;
+    }
     if (this.inFlight) return; // the write callback picks pending lines up
-    if (this.pendingChars >= FLUSH_AT_CHARS) {
+    if (this.pendingBytes >= FLUSH_AT_BYTES) {
       if (!this.immediate) {
         this.immediate = true;
         setImmediate(this.flushAsync);
@@ -142,22 +166,34 @@ export class BatchedFdDestination implements DestinationStream {
     this.timer = undefined;
     const parts: Buffer[] = [];
     if (this.inFlight) parts.push(this.inFlight.buf.subarray(this.inFlight.offset));
-    if (this.pending.length) parts.push(Buffer.from(this.pending.join('')));
     this.inFlight = undefined;
-    this.pending = [];
-    this.pendingChars = 0;
+    parts.push(...this.take());
     for (const buf of parts) writeAllSync(this.fd, buf);
+  }
+
+  /** Moves the used part of the current batch buffer to the full list. */
+  private seal(): void {
+    if (this.current && this.used > 0) this.full.push(this.current.subarray(0, this.used));
+    this.current = undefined;
+    this.used = 0;
+  }
+
+  /** Everything pending, oldest first; nothing is pending afterwards. */
+  private take(): Buffer[] {
+    this.seal();
+    const out = this.full;
+    this.full = [];
+    this.pendingBytes = 0;
+    return out;
   }
 
   private readonly flushAsync = (): void => {
     this.immediate = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.inFlight || this.pending.length === 0) return;
-    const buf = Buffer.from(this.pending.length === 1 ? this.pending[0]! : this.pending.join(''));
-    this.pending = [];
-    this.pendingChars = 0;
-    this.inFlight = { buf, offset: 0 };
+    if (this.inFlight || this.pendingBytes === 0) return;
+    const parts = this.take();
+    this.inFlight = { buf: parts.length === 1 ? parts[0]! : Buffer.concat(parts), offset: 0 };
     this.writeInFlight();
   };
 
@@ -178,8 +214,8 @@ export class BatchedFdDestination implements DestinationStream {
         this.inFlight = undefined;
       }
       // Lines logged while writing: out at once if there are many, else after the interval.
-      if (this.pendingChars >= FLUSH_AT_CHARS) this.flushAsync();
-      else if (this.pending.length && !this.timer) {
+      if (this.pendingBytes >= FLUSH_AT_BYTES) this.flushAsync();
+      else if (this.pendingBytes > 0 && !this.timer) {
         this.timer = setTimeout(this.flushAsync, FLUSH_INTERVAL_MS);
         this.timer.unref();
       }
