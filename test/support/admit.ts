@@ -22,7 +22,7 @@ export interface AdmitOptions {
 
 export async function admitPod(pod: unknown, opts: AdmitOptions = {}): Promise<{ result: AdmissionResult; ops: Op[]; patched: unknown }> {
   const config = opts.config ?? parseConfig(opts.configYaml ?? '', {});
-  const cluster = opts.cluster ?? staticClusterView(opts.namespaces ?? {}, opts.activeGateIPs ?? []);
+  const cluster = opts.cluster ?? staticClusterView(opts.namespaces ?? {}, opts.activeGateIPs === undefined ? [] : opts.activeGateIPs);
   const req = review(pod, opts.namespace ? { namespace: opts.namespace } : {}).request as Parameters<typeof admit>[0];
   const result = await admit(req, { config, cluster, rules: opts.rules ?? allRules });
   const ops = result.ops as Op[];

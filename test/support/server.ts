@@ -32,7 +32,6 @@ export interface TestServerOptions {
   config?: Config;
   cluster?: ClusterView;
   rules?: readonly Rule[];
-  env?: NodeJS.ProcessEnv;
   configFile?: string;
   /** Drain delay on shutdown; 0 unless a test exercises draining. */
   shutdownDelayMs?: number;
@@ -58,7 +57,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     log,
     cluster: opts.cluster ?? offlineClusterView,
     rules: opts.rules,
-    env: opts.env ?? {},
+    // Never the test process's env: a cluster view comes only from `cluster`.
+    env: {},
     configFile: opts.configFile,
     configPollMs: 50,
   });
