@@ -229,12 +229,14 @@ describe('hostile transport, under a background load of normal admissions', () =
       }
       const [sl, hb] = await Promise.all([slowloris, half]);
       clearInterval(sampler);
-      // The server's side is what matters: it must hold nothing but the background load's
-      // connections (a client-side socket can outlive the server's in the kernel's accept path).
+      // The server must end up holding nothing but the background load's connections, and every
+      // client socket must see the close. Both are waited for: a SYN the kernel dropped from a full
+      // accept queue is retried by the client 1, 3, 7 s later, so the server may accept (and later
+      // time out) a few idle connections after its count first fell to the background load's.
       const serverConnections = () => new Promise<number>((r) => s.server.app.fastify.server.getConnections((_e, n) => r(n)));
-      const until = performance.now() + HEADERS_TIMEOUT + 10_000;
+      const until = performance.now() + HEADERS_TIMEOUT + 20_000;
       let left = await serverConnections();
-      while (left > 4 && performance.now() < until) {
+      while ((left > 4 || idleClosed.length < idle.length) && performance.now() < until) {
         await new Promise((r) => setTimeout(r, 100));
         left = await serverConnections();
       }
@@ -254,7 +256,7 @@ describe('hostile transport, under a background load of normal admissions', () =
           `${peak} connections open at peak, all closed by the server ${Math.round(cutAfter)} ms after the first was opened`,
       );
     });
-  }, 60_000);
+  }, 75_000);
 
   it('the normal admissions all succeeded throughout', async () => {
     await load.stop();
