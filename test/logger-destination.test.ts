@@ -46,6 +46,21 @@ describe('BatchedFdDestination', () => {
     expect(dest.dropped).toBe(0);
   });
 
+  it('flush(cb) waits for a write in flight instead of writing its lines a second time', async () => {
+    const out = open('in-flight.log');
+    const dest = new BatchedFdDestination(out.fd);
+    const log = createLogger('info', dest);
+    for (let i = 0; i < 2_000; i++) log.info({ i }, 'admission'); // over 64 KiB: written at the next check phase
+    await new Promise((r) => setImmediate(r)); // the batch write is now on libuv's pool
+    const spinUntil = Date.now() + 200; // let the pool finish it before its callback can run
+    while (Date.now() < spinUntil && out.read().length < 2_000);
+    for (let i = 2_000; i < 2_100; i++) log.info({ i }, 'admission');
+    await new Promise<void>((resolve, reject) => log.flush((err) => (err ? reject(err) : resolve())));
+    const lines = out.read().map((l) => JSON.parse(l) as { i: number });
+    expect(lines.map((l) => l.i)).toEqual(Array.from({ length: 2_100 }, (_, i) => i));
+    expect(dest.dropped).toBe(0);
+  });
+
   it('still redacts pod bodies and env values', () => {
     const out = open('redact.log');
     const log = createLogger('info', new BatchedFdDestination(out.fd));

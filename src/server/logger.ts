@@ -110,6 +110,8 @@ export class BatchedFdDestination implements DestinationStream {
   private inFlight: { buf: Buffer; offset: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private immediate = false;
+  /** Callbacks of flush() calls waiting for the asynchronous write in flight to finish. */
+  private flushWaiters: Array<() => void> = [];
   dropped = 0;
 
   constructor(private readonly fd: number) {
@@ -150,18 +152,31 @@ export class BatchedFdDestination implements DestinationStream {
     }
   }
 
-  /** pino's logger.flush() calls this; it completes synchronously. */
+  /**
+   * pino's logger.flush(cb) calls this. Everything pending is written synchronously; if an
+   * asynchronous write is in flight, that write is waited for first (the callback runs
+   * later), because its bytes may already be in the file: writing them again would
+   * duplicate lines, and nothing can tell how far it got before its callback runs.
+   */
   flush(cb?: (err?: Error) => void): void {
-    try {
-      this.flushSync();
-      cb?.();
-    } catch (err) {
-      cb?.(err as Error);
-    }
+    const finish = () => {
+      try {
+        this.flushSync();
+        cb?.();
+      } catch (err) {
+        cb?.(err as Error);
+      }
+    };
+    if (this.inFlight) this.flushWaiters.push(finish);
+    else finish();
   }
 
+  /**
+   * Writes everything pending now. Only the process 'exit' handler calls this with a write
+   * in flight (process.exit without a flush(cb) first): then the rest of the in-flight
+   * buffer is written again, which may repeat a few lines but never loses one.
+   */
   flushSync(): void {
-    // A pending asynchronous write may be cut short by process.exit; finish its buffer here.
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const parts: Buffer[] = [];
@@ -191,7 +206,7 @@ export class BatchedFdDestination implements DestinationStream {
     this.immediate = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.inFlight || this.pendingBytes === 0) return;
+    if (this.inFlight || this.pendingBytes === 0 || this.flushWaiters.length > 0) return;
     const parts = this.take();
     this.inFlight = { buf: parts.length === 1 ? parts[0]! : Buffer.concat(parts), offset: 0 };
     this.writeInFlight();
@@ -212,6 +227,10 @@ export class BatchedFdDestination implements DestinationStream {
         job.offset += n;
         if (job.offset < job.buf.length) return this.writeInFlight();
         this.inFlight = undefined;
+      }
+      if (this.flushWaiters.length > 0) {
+        for (const waiter of this.flushWaiters.splice(0)) waiter();
+        return;
       }
       // Lines logged while writing: out at once if there are many, else after the interval.
       if (this.pendingBytes >= FLUSH_AT_BYTES) this.flushAsync();

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** Entry point: `npm start` / the container's command. */
 import { ConfigError, loadConfig } from '../config/load.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { startServer } from './server.js';
 
 async function main(): Promise<void> {
@@ -20,28 +20,29 @@ async function main(): Promise<void> {
     server = await startServer({ config, log, configFile: file });
   } catch (err) {
     log.fatal({ error: err instanceof Error ? err.message : String(err) }, 'failed to start');
-    log.flush();
-    process.exitCode = 1;
-    setTimeout(() => process.exit(1), 100).unref();
+    exitAfterFlush(log, 1);
     return;
   }
   const stop = (signal: string) => {
     log.info({ signal }, 'signal received');
     server.shutdown().then(
-      () => {
-        log.flush();
-        process.exit(0);
-      },
-      () => process.exit(1),
+      () => exitAfterFlush(log, 0),
+      () => exitAfterFlush(log, 1),
     );
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   process.on('uncaughtException', (err) => {
     log.fatal({ error: err.message }, 'uncaught exception');
-    log.flush();
-    process.exit(1);
+    exitAfterFlush(log, 1);
   });
+}
+
+/** Exits once every log line is out; a stdout that never drains does not hold the exit up for long. */
+function exitAfterFlush(log: Logger, code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 1_000).unref();
+  log.flush(() => process.exit(code));
 }
 
 void main();
