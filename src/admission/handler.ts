@@ -124,7 +124,7 @@ function done(
     outcome,
     ops,
     outcomes,
-    log: { ...log, outcome, ops: ops.length, ...(outcomes.length ? { rules: outcomes.map(logOutcome) } : {}) },
+    log: Object.assign(log, { outcome, ops: ops.length }, outcomes.length ? { rules: outcomes.map(logOutcome) } : undefined),
   };
 }
 
