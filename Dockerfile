@@ -27,7 +27,10 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 # --- runtime -------------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE}
 WORKDIR /app
-ENV NODE_ENV=production
+# MALLOC_ARENA_MAX=2, as `npm start` sets it: glibc gives every thread that allocates (libuv's
+# pool writing logs, the certificate worker) its own malloc arena, and those are never handed
+# back; two arenas keep ~5 MiB off the resident size (bench/RESULTS.md).
+ENV NODE_ENV=production MALLOC_ARENA_MAX=2
 COPY --from=deps --chown=0:0 /app/node_modules ./node_modules
 COPY --from=build --chown=0:0 /app/dist/src ./dist/src
 COPY --chown=0:0 package.json ./
@@ -35,5 +38,7 @@ COPY --chown=0:0 package.json ./
 # TLS_KEY_FILE are set (the Deployment runs it with readOnlyRootFilesystem).
 USER 65532:65532
 EXPOSE 8443
-# The distroless entrypoint is node itself; no shell is involved.
-CMD ["dist/src/server/main.js"]
+# The distroless entrypoint is node itself; no shell is involved. The flags are `npm start`'s:
+# an 8 MiB semi-space caps V8's young generation at 16 MiB instead of 32 MiB, which keeps
+# ~15 MiB off the resident size under load at no measurable CPU cost (bench/RESULTS.md).
+CMD ["--max-semi-space-size=8", "dist/src/server/main.js"]

@@ -35,6 +35,24 @@ const WRITE = !SMOKE && !args.includes('--no-write');
 const REPS = SMOKE ? 1 : Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? 3);
 const OUT = path.join(repoRoot, 'bench/RESULTS.md');
 
+/**
+ * The environment and node flags mesh-guard runs with, taken from `npm start` (the image's
+ * ENV and CMD carry the same ones; test/deploy-image.test.ts keeps them in step), so the
+ * benchmark runs the server as users run it.
+ */
+function startCommand(): { env: Record<string, string>; flags: string[] } {
+  const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  const env: Record<string, string> = {};
+  while (/^[A-Z_]+=/.test(words[0] ?? '')) {
+    const [k, v] = words.shift()!.split('=') as [string, string];
+    env[k] = v;
+  }
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/src/server/main.js') throw new Error(`unexpected start script: ${pkg.scripts.start}`);
+  return { env, flags: words.slice(1, -1) };
+}
+const MESH_GUARD = startCommand();
+
 const CLK_TCK = (() => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -107,8 +125,8 @@ async function startServer(name: ServerName, work: string, port: number, tlsDir:
     // Only what a laptop run sets: port, where the self-signed certificate goes, and no shutdown drain delay.
     fs.writeFileSync(configFile, `server:\n  port: ${port}\n  shutdownDelayMs: 0\n  tls:\n    selfSignedDir: ${JSON.stringify(tlsDir)}\n`);
     fs.rmSync(tlsDir, { recursive: true, force: true }); // the certificate is generated at every start
-    argv = [process.execPath, MAIN_JS];
-    env = cleanEnv({ CONFIG_FILE: configFile });
+    argv = [process.execPath, ...MESH_GUARD.flags, MAIN_JS];
+    env = cleanEnv({ ...MESH_GUARD.env, CONFIG_FILE: configFile });
   } else {
     argv = [process.execPath, FLOOR_JS];
     env = cleanEnv({ PORT: String(port), TLS_CERT_FILE: path.join(tlsDir, 'tls.crt'), TLS_KEY_FILE: path.join(tlsDir, 'tls.key') });
