@@ -47,7 +47,29 @@ export interface AdmissionResult {
   readonly ops: readonly PatchOperation[];
   readonly outcomes: readonly RuleOutcome[];
   /** Fields for the one admission log line: no pod content beyond names and the keys we touch. */
-  readonly log: Record<string, unknown>;
+  readonly log: AdmissionLogLine;
+}
+
+/**
+ * The fields of the admission log line. One class, every field always present (unset ones
+ * are undefined, which pino leaves out), so every line object has the same hidden class:
+ * objects of varying shapes made the hot path's property stores megamorphic.
+ */
+export class AdmissionLogLine {
+  kind: string | undefined = undefined;
+  operation: string | undefined = undefined;
+  pod: string | undefined = undefined;
+  reason: string | undefined = undefined;
+  outcome: Outcome | undefined = undefined;
+  ops = 0;
+  rules: Array<Record<string, unknown>> | undefined = undefined;
+  /** Set by the transport. */
+  dryRun: true | undefined = undefined;
+  durationMs: number | undefined = undefined;
+  constructor(
+    readonly uid: string,
+    public namespace: string | undefined,
+  ) {}
 }
 
 export type DecodeResult = { ok: true; request: AdmissionRequest } | { ok: false; error: string };
@@ -73,30 +95,30 @@ export interface AdmitDeps {
 }
 
 export async function admit(request: AdmissionRequest, deps: AdmitDeps): Promise<AdmissionResult> {
-  const base = {
-    uid: request.uid,
-    namespace: typeof request.namespace === 'string' ? request.namespace : undefined,
-  };
+  const line = new AdmissionLogLine(request.uid, typeof request.namespace === 'string' ? request.namespace : undefined);
   if (!isPodCreate(request)) {
-    return done(request.uid, 'not-a-pod-create', [], [], {
-      ...base,
-      kind: typeof request.kind?.kind === 'string' ? request.kind.kind : undefined,
-      operation: typeof request.operation === 'string' ? request.operation : undefined,
-    });
+    line.kind = typeof request.kind?.kind === 'string' ? request.kind.kind : undefined;
+    line.operation = typeof request.operation === 'string' ? request.operation : undefined;
+    return done(request.uid, 'not-a-pod-create', [], [], line);
   }
   const inspected = inspectPod(request.object, request.namespace);
-  if (!inspected.ok) return done(request.uid, 'unexpected-shape', [], [], { ...base, reason: inspected.reason });
+  if (!inspected.ok) {
+    line.reason = inspected.reason;
+    return done(request.uid, 'unexpected-shape', [], [], line);
+  }
   const pod = inspected.pod;
-  const logBase = { ...base, namespace: pod.namespace || base.namespace, pod: pod.displayName };
+  line.namespace = pod.namespace || line.namespace;
+  line.pod = pod.displayName;
   if (parseGoBool(pod.annotations.get(SKIP_ANNOTATION)) === true) {
-    return done(request.uid, 'opted-out', [], [], { ...logBase, reason: `${SKIP_ANNOTATION} is true` });
+    line.reason = `${SKIP_ANNOTATION} is true`;
+    return done(request.uid, 'opted-out', [], [], line);
   }
   const namespace = pod.namespace
     ? await deps.cluster.namespaceLabels(pod.namespace)
     : ({ state: 'unknown', reason: 'the request names no namespace' } as const);
   const evaluation = evaluateRules(pod, { config: deps.config, namespace, activeGateIPs: deps.cluster.activeGateServiceIPs() }, deps.rules);
   const outcome: Outcome = evaluation.ops.length > 0 ? 'patched' : 'unchanged';
-  return done(request.uid, outcome, evaluation.ops, evaluation.outcomes, logBase);
+  return done(request.uid, outcome, evaluation.ops, evaluation.outcomes, line);
 }
 
 function isPodCreate(r: AdmissionRequest): boolean {
@@ -110,13 +132,16 @@ function done(
   outcome: Outcome,
   ops: PatchOperation[],
   outcomes: readonly RuleOutcome[],
-  log: Record<string, unknown>,
+  log: AdmissionLogLine,
 ): AdmissionResult {
   const response: AdmissionResponse = { uid, allowed: true };
   if (ops.length > 0) {
     response.patchType = 'JSONPatch';
     response.patch = Buffer.from(JSON.stringify(ops)).toString('base64');
   }
+  log.outcome = outcome;
+  log.ops = ops.length;
+  if (outcomes.length) log.rules = outcomes.map(logOutcome);
   const audit = auditAnnotations(outcomes);
   if (audit) response.auditAnnotations = audit;
   return {
@@ -124,7 +149,7 @@ function done(
     outcome,
     ops,
     outcomes,
-    log: Object.assign(log, { outcome, ops: ops.length }, outcomes.length ? { rules: outcomes.map(logOutcome) } : undefined),
+    log,
   };
 }
 

@@ -185,7 +185,6 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     admissions(result.outcome).inc();
     metrics.duration.observe(seconds);
     for (const o of result.outcomes) if (o.changes.length) ruleChanges(o.rule, o.mode).inc(o.changes.length);
-    // result.log is built fresh for this line; adding to it saves a copy per review.
     const line = result.log;
     if (config.dryRun) line.dryRun = true;
     line.durationMs = Math.round(seconds * 1e6) / 1e3;
