@@ -99,26 +99,26 @@ export async function admit(request: AdmissionRequest, deps: AdmitDeps): Promise
   if (!isPodCreate(request)) {
     line.kind = typeof request.kind?.kind === 'string' ? request.kind.kind : undefined;
     line.operation = typeof request.operation === 'string' ? request.operation : undefined;
-    return done(request.uid, 'not-a-pod-create', [], [], line);
+    return done('not-a-pod-create', [], [], line);
   }
   const inspected = inspectPod(request.object, request.namespace);
   if (!inspected.ok) {
     line.reason = inspected.reason;
-    return done(request.uid, 'unexpected-shape', [], [], line);
+    return done('unexpected-shape', [], [], line);
   }
   const pod = inspected.pod;
   line.namespace = pod.namespace || line.namespace;
   line.pod = pod.displayName;
   if (parseGoBool(pod.annotations.get(SKIP_ANNOTATION)) === true) {
     line.reason = `${SKIP_ANNOTATION} is true`;
-    return done(request.uid, 'opted-out', [], [], line);
+    return done('opted-out', [], [], line);
   }
   const namespace = pod.namespace
     ? await deps.cluster.namespaceLabels(pod.namespace)
     : ({ state: 'unknown', reason: 'the request names no namespace' } as const);
   const evaluation = evaluateRules(pod, { config: deps.config, namespace, activeGateIPs: deps.cluster.activeGateServiceIPs() }, deps.rules);
   const outcome: Outcome = evaluation.ops.length > 0 ? 'patched' : 'unchanged';
-  return done(request.uid, outcome, evaluation.ops, evaluation.outcomes, line);
+  return done(outcome, evaluation.ops, evaluation.outcomes, line);
 }
 
 function isPodCreate(r: AdmissionRequest): boolean {
@@ -128,13 +128,12 @@ function isPodCreate(r: AdmissionRequest): boolean {
 }
 
 function done(
-  uid: string,
   outcome: Outcome,
   ops: PatchOperation[],
   outcomes: readonly RuleOutcome[],
   log: AdmissionLogLine,
 ): AdmissionResult {
-  const response: AdmissionResponse = { uid, allowed: true };
+  const response: AdmissionResponse = { uid: log.uid, allowed: true };
   if (ops.length > 0) {
     response.patchType = 'JSONPatch';
     response.patch = Buffer.from(JSON.stringify(ops)).toString('base64');
