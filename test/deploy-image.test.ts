@@ -10,11 +10,11 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { generate } from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from './support/process.js';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const dockerfile = fs.readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
@@ -87,17 +87,6 @@ describe('Dockerfile', () => {
     }
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function get(port: number, urlPath: string, ca: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -189,13 +178,17 @@ describe('the image steps, run without Docker', () => {
 
     const before = listTree(app);
     const port = await freePort();
-    // runtime stage: WORKDIR /app, USER non-root, CMD ["--max-semi-space-size=8", "dist/src/server/main.js"] with node.
-    child = spawn(process.execPath, ['--max-semi-space-size=8', 'dist/src/server/main.js'], {
+    // runtime stage: WORKDIR /app, USER non-root, the stage's ENV, and its CMD with node as the entrypoint.
+    const rt = runtimeStage();
+    const cmd = JSON.parse(rt.lines.find((l) => l.startsWith('CMD '))!.slice(4)) as string[];
+    const imageEnv = Object.fromEntries(
+      rt.lines.filter((l) => l.startsWith('ENV ')).flatMap((l) => l.slice(4).split(/\s+/).map((kv) => kv.split('=') as [string, string])),
+    );
+    child = spawn(process.execPath, cmd, {
       cwd: app,
       env: {
         PATH: process.env.PATH ?? '',
-        NODE_ENV: 'production',
-        MALLOC_ARENA_MAX: '2',
+        ...imageEnv,
         PORT: String(port),
         CONFIG_FILE: configFile,
         TLS_CERT_FILE: path.join(tlsDir, 'tls.crt'),

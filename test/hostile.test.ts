@@ -12,18 +12,11 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { startLoad, latencies, percentile, type LoadRun } from './support/load-loop.js';
-import { review } from './support/review.js';
+import { istioCniNodePod as normalPod, review } from './support/review.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 const HEADERS_TIMEOUT = 8_000;
 const REQUEST_TIMEOUT = 10_000;
-
-const normalPod = {
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { generateName: 'istio-cni-node-', namespace: 'istio-system', labels: { 'k8s-app': 'istio-cni-node' } },
-  spec: { containers: [{ name: 'install-cni', image: 'docker.io/istio/install-cni:1.30.3' }] },
-};
 
 interface Exchange {
   status?: number;

@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { checkKeyPair } from '../src/server/cert-reload.js';
 import { parseConfig } from '../src/config/load.js';
 import { startLoad, latencies, percentile } from './support/load-loop.js';
+import { istioCniNodePod as pod } from './support/review.js';
 import { startTestServer, waitFor, type TestServer } from './support/server.js';
 
 interface Pair {
@@ -68,13 +69,6 @@ function secretVolume(dir: string) {
     },
   };
 }
-
-const pod = {
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { generateName: 'istio-cni-node-', namespace: 'istio-system', labels: { 'k8s-app': 'istio-cni-node' } },
-  spec: { containers: [{ name: 'install-cni', image: 'docker.io/istio/install-cni:1.30.3' }] },
-};
 
 describe('certificate rotation under load', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-rotation-'));

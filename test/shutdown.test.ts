@@ -26,17 +26,11 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnServer, type ServerProcess } from './support/process.js';
 import { startLoad, latencies, percentile, reviewBody } from './support/load-loop.js';
+import { istioCniNodePod as pod } from './support/review.js';
 
 const DRAIN_MS = 2_000;
 const SHUTDOWN_TIMEOUT_MS = 5_000;
 const ENDPOINT_LAG_MS = 1_000;
-
-const pod = {
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { generateName: 'istio-cni-node-', namespace: 'istio-system', labels: { 'k8s-app': 'istio-cni-node' } },
-  spec: { containers: [{ name: 'install-cni', image: 'docker.io/istio/install-cni:1.30.3' }] },
-};
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -17,6 +17,14 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 /** ../shared beside the repo (CI has it there); tests read the corpus at run time. */
 export const sharedDir = path.resolve(repoRoot, '../shared');
 
+/** An Istio CNI node-agent pod: node-agent-guard patches it. The background load of the transport tests. */
+export const istioCniNodePod = {
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { generateName: 'istio-cni-node-', namespace: 'istio-system', labels: { 'k8s-app': 'istio-cni-node' } },
+  spec: { containers: [{ name: 'install-cni', image: 'docker.io/istio/install-cni:1.30.3' }] },
+};
+
 export function review(pod: unknown, overrides: Record<string, unknown> = {}): Record<string, unknown> {
   const meta = (pod as { metadata?: { namespace?: string } } | null)?.metadata;
   return {
