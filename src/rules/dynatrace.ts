@@ -13,10 +13,17 @@ import type { RuleContext } from './types.js';
 
 export type Verdict = { readonly yes: boolean; readonly reason: string };
 
-export function dynatraceWillInject(pod: PodView, ctx: RuleContext): Verdict {
+/** The first Dynatrace injection annotation on the pod that parses as false (an opt-out), if any. */
+export function dynatraceOptOutKey(pod: PodView): string | undefined {
   for (const key of [DT_INJECT, DT_ONEAGENT_INJECT]) {
-    if (parseGoBool(pod.annotations.get(key)) === false) return { yes: false, reason: `${key} parses as false` };
+    if (parseGoBool(pod.annotations.get(key)) === false) return key;
   }
+  return undefined;
+}
+
+export function dynatraceWillInject(pod: PodView, ctx: RuleContext): Verdict {
+  const optOut = dynatraceOptOutKey(pod);
+  if (optOut !== undefined) return { yes: false, reason: `${optOut} parses as false` };
   const ns = ctx.namespace;
   if (ns.state === 'known') {
     return ns.labels[DT_NAMESPACE_INSTANCE] !== undefined

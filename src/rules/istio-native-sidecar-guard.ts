@@ -9,8 +9,8 @@
  * `sidecar.istio.io/status` exists the rule does nothing: too late, and a re-invocation on
  * its own output stays a no-op.
  */
-import { DT_INJECT, DT_ONEAGENT_INJECT, ISTIO_INJECT, ISTIO_NATIVE_SIDECAR, ISTIO_REV, ISTIO_PROXY_CONTAINER, ISTIO_STATUS, parseGoBool } from '../admission/annotations.js';
-import { dynatraceWillInject } from './dynatrace.js';
+import { ISTIO_INJECT, ISTIO_NATIVE_SIDECAR, ISTIO_REV, ISTIO_PROXY_CONTAINER, ISTIO_STATUS, parseGoBool } from '../admission/annotations.js';
+import { dynatraceOptOutKey, dynatraceWillInject } from './dynatrace.js';
 import { istioSidecarVerdict } from './istio.js';
 import type { Rule, RuleResult } from './types.js';
 import { NOTHING, skip } from './types.js';
@@ -40,7 +40,7 @@ export const istioNativeSidecarGuard: Rule = {
     if (istio.state === 'unknown') {
       // Without namespace labels neither side can be told. Say so only for a pod that asks for a
       // sidecar itself; otherwise every pod would carry this line while the cluster view is off.
-      const optedOut = [DT_INJECT, DT_ONEAGENT_INJECT].some((k) => parseGoBool(pod.annotations.get(k)) === false);
+      const optedOut = dynatraceOptOutKey(pod) !== undefined;
       const asksForSidecar = pod.labels.get(ISTIO_INJECT) === 'true' || pod.labels.has(ISTIO_REV);
       return optedOut || !asksForSidecar ? NOTHING : skip(`not acting: ${istio.reason}`);
     }
