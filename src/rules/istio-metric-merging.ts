@@ -141,7 +141,8 @@ function beforeIstio(pod: PodView, ctx: RuleContext, request: string): RuleResul
   if (merge === undefined && !ctx.config.istio.prometheusMerge) {
     return skip(`${request}, but istio.prometheusMerge is false (mesh enablePrometheusMerge off): Istio does not merge metrics`);
   }
-  const scrapeOff = prometheusVariants(a, PROM_SCRAPE).find(([, v]) => parseGoBool(v) === false);
+  const promScrape = prometheusVariants(a, PROM_SCRAPE);
+  const scrapeOff = promScrape.find(([, v]) => parseGoBool(v) === false);
   if (scrapeOff) {
     return skip(`${request}, but ${scrapeOff[0]}=${q(scrapeOff[1])}: Istio does not merge, and Prometheus' opt-out is not overridden`);
   }
@@ -192,7 +193,7 @@ function beforeIstio(pod: PodView, ctx: RuleContext, request: string): RuleResul
     const changes = dynatraceChanges(pod, ctx, false, `${request}: no app metrics port`);
     const note = preMerged
       ? `; ${PROM_PORT} is already ${statusPort} before Istio, so Istio stores no app endpoint`
-      : prometheusVariants(a, PROM_SCRAPE).length > 0 && promPorts.length === 0
+      : promScrape.length > 0 && promPorts.length === 0
         ? `; with ${PROM_SCRAPE} but no port, pilot-agent scrapes the app at :80/metrics`
         : '';
     return result(
@@ -203,7 +204,7 @@ function beforeIstio(pod: PodView, ctx: RuleContext, request: string): RuleResul
 
   const changes: Change[] = [];
   const toIstio = `app endpoint ${show(app)} (from ${app.from}) for Istio to merge`;
-  if (prometheusVariants(a, PROM_SCRAPE).length === 0) {
+  if (promScrape.length === 0) {
     changes.push({ kind: 'annotation', key: PROM_SCRAPE, value: 'true', reason: toIstio });
   }
   if (preMerged) {
