@@ -10,7 +10,7 @@ import type { Rule } from '../rules/types.js';
 import { parseGoBool, SKIP_ANNOTATION } from './annotations.js';
 import { evaluateRules, type RuleOutcome } from './engine.js';
 import { describeChange, type PatchOperation } from './patch.js';
-import { inspectPod } from './pod.js';
+import { inspectPod, isObject } from './pod.js';
 
 export interface AdmissionRequest {
   uid: string;
@@ -74,7 +74,6 @@ export class AdmissionLogLine {
 
 export type DecodeResult = { ok: true; request: AdmissionRequest } | { ok: false; error: string };
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Checks the envelope; the message names the problem and becomes the HTTP 400 body. */
 export function decodeReview(body: unknown): DecodeResult {

@@ -6,7 +6,7 @@
  * string-valued maps and never crash on `annotations: null` or a number where a string
  * belongs. Keys are held in Maps, so "__proto__" is just a key.
  */
-import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { isQualifiedName } from './annotations.js';
 
 export interface PodView {
@@ -38,7 +38,7 @@ export interface IndexedContainer {
 
 export type InspectResult = { ok: true; pod: PodView } | { ok: false; reason: string };
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Keys already found valid. The same few dozen label and annotation keys come back on
@@ -158,9 +158,4 @@ export function imageName(image: string): string {
   if (slash !== -1) s = s.slice(slash + 1);
   const colon = s.indexOf(':');
   return colon === -1 ? s : s.slice(0, colon);
-}
-
-export function findEnv(c: IndexedContainer, name: string): V1EnvVar | undefined {
-  const e = c.env.find((x) => x.name === name);
-  return e ? { name: e.name, value: e.value } : undefined;
 }

@@ -17,7 +17,8 @@ import { Document, isMap, isScalar, parseAllDocuments } from 'yaml';
 import { admit, type AdmissionRequest, type Outcome } from '../admission/handler.js';
 import type { RuleOutcome } from '../admission/engine.js';
 import type { PatchOperation } from '../admission/patch.js';
-import { isQualifiedName, isValidLabelValue } from '../admission/annotations.js';
+import { isObject } from '../admission/pod.js';
+import { escapePointer, isQualifiedName, isValidLabelValue } from '../admission/annotations.js';
 import type { ClusterView, NamespaceLookup } from '../cluster/view.js';
 import type { Config } from '../config/schema.js';
 import { allRules } from '../rules/index.js';
@@ -82,7 +83,6 @@ Examples:
   mesh-guard preview -f manifests/ns-and-apps.yaml --config mesh-guard-config.yaml --fail-on-change
 `;
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Where the pod template sits in each supported kind. */
 export const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
@@ -283,7 +283,7 @@ export interface PreviewOptions {
   readonly rules?: readonly Rule[];
 }
 
-const pointer = (path: Path) => path.map((p) => `/${String(p).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
+const pointer = (path: Path) => path.map((p) => `/${escapePointer(String(p))}`).join('');
 
 /** Runs the admission core over every Pod and pod template in the input. */
 export async function runPreview(input: ParsedInput, opts: PreviewOptions): Promise<PreviewResult> {
@@ -334,7 +334,6 @@ export async function runPreview(input: ParsedInput, opts: PreviewOptions): Prom
     // Only changes that made it into the patch (a value already in place gives no op).
     const effective = result.ops.length ? enforced : [];
     const base = [...item.path, ...templatePath];
-    const before = structuredClone(o);
     const after = structuredClone(o);
     const edits: Array<{ path: Path; value: unknown }> = [];
     for (const c of effective) {
@@ -360,7 +359,7 @@ export async function runPreview(input: ParsedInput, opts: PreviewOptions): Prom
       podTemplatePath: pointer(templatePath),
       outcome: result.outcome,
       patch: result.ops,
-      manifestPatch: edits.length ? jsonpatch.compare(before, after) : [],
+      manifestPatch: edits.length ? jsonpatch.compare(o, after) : [],
       changes: result.outcomes.flatMap((x) => describeChanges(x)),
       notes: [
         ...(result.outcome === 'opted-out' ? [{ rule: '-', note: 'mesh-guard.io/skip is true: the webhook leaves it alone' }] : []),
