@@ -68,6 +68,7 @@ import {
   httpStatus,
   kubeFailure,
   listAll,
+  pageOptions,
   loadKubeConfig,
   parseTimeout,
   seesPods,
@@ -455,7 +456,7 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
   // The rest is fed to the analyser page by page, so a big cluster is never held in memory whole.
   const podsWhat = scope ? `cannot list pods in namespace ${scope}` : 'cannot list pods in all namespaces';
   const listPods = async (cont: string | undefined) => {
-    const opts = { limit: pageSize, ...(cont ? { _continue: cont } : {}) };
+    const opts = pageOptions(pageSize, cont);
     try {
       return scope
         ? await core.listNamespacedPod({ namespace: scope, ...opts }, withTimeout(timeoutMs))
@@ -477,7 +478,7 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
   try {
     const list: V1Namespace[] = scope
       ? [await core.readNamespace({ name: scope }, withTimeout(timeoutMs))]
-      : await listAll<V1Namespace>((cont) => core.listNamespace({ limit: pageSize, ...(cont ? { _continue: cont } : {}) }, withTimeout(timeoutMs)));
+      : await listAll<V1Namespace>(pageSize, (page) => core.listNamespace(page, withTimeout(timeoutMs)));
     for (const n of list) if (n.metadata?.name) namespaces.set(n.metadata.name, { ...(n.metadata.labels ?? {}) });
   } catch (err) {
     namespaces = null;
@@ -491,8 +492,8 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
   try {
     const selector = config.cluster.activeGateLabelSelector;
     const agNs = config.cluster.activeGateNamespace;
-    const services: V1Service[] = await listAll<V1Service>((cont) => {
-      const opts = { labelSelector: selector, limit: pageSize, ...(cont ? { _continue: cont } : {}) };
+    const services: V1Service[] = await listAll<V1Service>(pageSize, (page) => {
+      const opts = { labelSelector: selector, ...page };
       return agNs ? core.listNamespacedService({ namespace: agNs, ...opts }, withTimeout(timeoutMs)) : core.listServiceForAllNamespaces(opts, withTimeout(timeoutMs));
     });
     activeGateIPs = clusterIPsOf(services);

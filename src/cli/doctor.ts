@@ -29,6 +29,7 @@ import {
   outputFormat,
   parseFlags,
   indent,
+  plural,
   q,
   rejectPositionals,
   renderTable,
@@ -162,7 +163,7 @@ export function checkConfigurations(all: readonly V1MutatingWebhookConfiguration
   } else if (!(mine.webhooks ?? []).some(seesPods)) {
     checks.push({ check: 'webhook', status: 'fail', message: `${ours} has no webhook for pod CREATE`, fix: 'its rules must include operations [CREATE], apiGroups [""], resources [pods] (see deploy/base)' });
   } else {
-    checks.push({ check: 'webhook', status: 'ok', message: `${ours} exists (${(mine.webhooks ?? []).length} webhook${(mine.webhooks ?? []).length === 1 ? '' : 's'})` });
+    checks.push({ check: 'webhook', status: 'ok', message: `${ours} exists (${plural((mine.webhooks ?? []).length, 'webhook')})` });
   }
 
   // Order: every present Dynatrace/Istio/Consul configuration must sort after ours.
@@ -300,7 +301,7 @@ export function checkCaBundle(caBundle: string | undefined, now: Date): { check:
     const d = Math.floor(daysLeft(soon[0]!, now));
     return { check: { check: 'caBundle', status: d < 0 ? 'fail' : 'warn', message: `CA ${soon[0]!.subject.replace(/\n/g, ',')} ${d < 0 ? 'has expired' : `expires in ${d} days`} (${soon[0]!.validTo})`, fix: 'rotate the CA and the serving certificate' }, cas };
   }
-  return { check: { check: 'caBundle', status: 'ok', message: `${cas.length} CA certificate${cas.length === 1 ? '' : 's'}, valid until ${cas.map((c) => c.validTo).join(', ')}` }, cas };
+  return { check: { check: 'caBundle', status: 'ok', message: `${plural(cas.length, 'CA certificate')}, valid until ${cas.map((c) => c.validTo).join(', ')}` }, cas };
 }
 
 /** The serving certificate: chains to a CA of the bundle, names the Service, outlives MIN_CERT_DAYS. */
@@ -400,7 +401,7 @@ export function renderDoctorTable(r: DoctorReport): string {
   );
   const fails = r.checks.filter((c) => c.status === 'fail').length;
   const warns = r.checks.filter((c) => c.status === 'warn').length;
-  text += `\n${fails ? `${fails} failed` : 'No check failed'}${warns ? `, ${warns} warning${warns === 1 ? '' : 's'}` : ''}.\n`;
+  text += `\n${fails ? `${fails} failed` : 'No check failed'}${warns ? `, ${plural(warns, 'warning')}` : ''}.\n`;
   return text;
 }
 
@@ -435,7 +436,7 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
 
   let mwcs: V1MutatingWebhookConfiguration[];
   try {
-    mwcs = await listAll((cont) => admission.listMutatingWebhookConfiguration({ limit: 500, ...(cont ? { _continue: cont } : {}) }, t()));
+    mwcs = await listAll(500, (page) => admission.listMutatingWebhookConfiguration(page, t()));
   } catch (err) {
     throw kubeFailure(err, 'cannot list mutatingwebhookconfigurations', server);
   }
@@ -468,7 +469,7 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
           const ready = (ep.subsets ?? []).reduce((n, sub) => n + (sub.addresses?.length ?? 0), 0);
           checks.push(
             ready > 0
-              ? { check: 'endpoints', status: 'ok', message: `${ready} ready mesh-guard pod${ready === 1 ? '' : 's'} behind the Service` }
+              ? { check: 'endpoints', status: 'ok', message: `${plural(ready, 'ready mesh-guard pod')} behind the Service` }
               : { check: 'endpoints', status: 'fail', message: 'no ready mesh-guard pod behind the Service: every call fails and pods pass unchanged', fix: `kubectl -n ${svc.namespace} get pods,events (is the Deployment running and ready?)` },
           );
         } catch (err) {
@@ -500,10 +501,10 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
   const hooks = (mine?.webhooks ?? []).filter(seesPods);
   if (hooks.length) {
     try {
-      const daemonSets = await listAll<V1DaemonSet>((cont) => apps.listDaemonSetForAllNamespaces({ limit: 500, ...(cont ? { _continue: cont } : {}) }, t()));
+      const daemonSets = await listAll<V1DaemonSet>(500, (page) => apps.listDaemonSetForAllNamespaces(page, t()));
       const labels = new Map<string, Readonly<Record<string, string>>>();
       try {
-        const nss = await listAll<V1Namespace>((cont) => core.listNamespace({ limit: 500, ...(cont ? { _continue: cont } : {}) }, t()));
+        const nss = await listAll<V1Namespace>(500, (page) => core.listNamespace(page, t()));
         for (const n of nss) if (n.metadata?.name) labels.set(n.metadata.name, { ...(n.metadata.labels ?? {}) });
       } catch {
         // Without namespace labels, kubernetes.io/metadata.name (always set) is still known.
@@ -516,10 +517,10 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
 
   // Native sidecars: istiod's env and the kubelets.
   try {
-    const istiods = await listAll<V1Deployment>((cont) => apps.listDeploymentForAllNamespaces({ labelSelector: 'app=istiod', limit: 500, ...(cont ? { _continue: cont } : {}) }, t()));
+    const istiods = await listAll<V1Deployment>(500, (page) => apps.listDeploymentForAllNamespaces({ labelSelector: 'app=istiod', ...page }, t()));
     let nodes: V1Node[] | string;
     try {
-      nodes = istiods.length ? await listAll<V1Node>((cont) => core.listNode({ limit: 500, ...(cont ? { _continue: cont } : {}) }, t())) : [];
+      nodes = istiods.length ? await listAll<V1Node>(500, (page) => core.listNode(page, t())) : [];
     } catch (err) {
       nodes = describeKubeError(err, 'cannot list nodes', server);
     }

@@ -162,21 +162,19 @@ export interface Page<T> {
   metadata?: { _continue?: string };
 }
 
-/**
- * Lists page by page (limit/continue), calling `onPage` after each, so a big cluster never
- * sits in one response and progress can be shown.
- */
-export async function listAll<T>(
-  fetchPage: (cont: string | undefined) => Promise<Page<T>>,
-  onPage?: (count: number, more: boolean) => void,
-): Promise<T[]> {
+/** The paging part of a list call's options: `limit`, and `_continue` after the first page. */
+export function pageOptions(limit: number, cont: string | undefined): { limit: number; _continue?: string } {
+  return cont ? { limit, _continue: cont } : { limit };
+}
+
+/** Lists page by page (limit/continue), so a big cluster never sits in one response. */
+export async function listAll<T>(limit: number, fetchPage: (page: ReturnType<typeof pageOptions>) => Promise<Page<T>>): Promise<T[]> {
   const out: T[] = [];
   let cont: string | undefined;
   for (let guard = 0; guard < 100_000; guard++) {
-    const page = await fetchPage(cont);
+    const page = await fetchPage(pageOptions(limit, cont));
     out.push(...(page.items ?? []));
     cont = page.metadata?._continue || undefined;
-    onPage?.(out.length, cont !== undefined);
     if (!cont) break;
   }
   return out;
