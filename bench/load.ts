@@ -70,7 +70,8 @@ function requestBuffer(body: Buffer): Buffer {
   return Buffer.concat([Buffer.from(head, 'latin1'), body]);
 }
 
-function percentile(sorted: Float64Array, p: number): number {
+/** The nearest-rank percentile of ascending samples; NaN without samples. */
+export function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;

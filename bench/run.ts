@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import type { LoadResult, LoadSpec } from './load.js';
+import { percentile, type LoadResult, type LoadSpec } from './load.js';
 import type { Size } from './bodies.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -140,7 +140,7 @@ async function startServer(name: ServerName, work: string, port: number, tlsDir:
 }
 
 async function stopServer(s: Running): Promise<void> {
-  if (s.child.exitCode !== null) return;
+  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
   const exited = new Promise<void>((r) => s.child.once('exit', () => r()));
   s.child.kill('SIGTERM');
   await Promise.race([exited, sleep(10_000)]);
@@ -183,7 +183,6 @@ interface Measured {
   requests: number;
   elapsedMs: number;
   cpuMs: number;
-  wallMs: number;
   patched: number;
   generatorCpuMs: number;
   latencies: number[];
@@ -199,20 +198,17 @@ interface Measured {
 }
 
 function emptyMeasured(): Measured {
-  return { requests: 0, elapsedMs: 0, cpuMs: 0, wallMs: 0, patched: 0, generatorCpuMs: 0, latencies: [], averageBodyBytes: 0, reqPerSec: NaN, cpuUsPerReq: NaN, serverCpu: NaN, generatorCpu: NaN, p50: NaN, p90: NaN, p99: NaN };
+  return { requests: 0, elapsedMs: 0, cpuMs: 0, patched: 0, generatorCpuMs: 0, latencies: [], averageBodyBytes: 0, reqPerSec: NaN, cpuUsPerReq: NaN, serverCpu: NaN, generatorCpu: NaN, p50: NaN, p90: NaN, p99: NaN };
 }
 
 async function slice(s: Running, spec: LoadSpec, into: Measured): Promise<void> {
   const c0 = cpuTicks(s.pid);
-  const t0 = performance.now();
   const load = await runLoad({ ...spec, raw: true });
-  const wallMs = performance.now() - t0;
   const cpuMs = ((cpuTicks(s.pid) - c0) / CLK_TCK) * 1000;
   if (load.errors > 0) throw new Error(`${s.name}: ${load.errors} bad responses, e.g. ${load.errorSamples.join(' | ')}`);
   into.requests += load.requests;
   into.elapsedMs += load.elapsedMs;
   into.cpuMs += cpuMs;
-  into.wallMs += wallMs;
   into.patched += load.patched;
   into.generatorCpuMs += load.generatorCpu * load.elapsedMs;
   for (const l of load.latencies ?? []) into.latencies.push(l);
@@ -221,7 +217,6 @@ async function slice(s: Running, spec: LoadSpec, into: Measured): Promise<void> 
 
 function finish(m: Measured): Measured {
   const sorted = Float64Array.from(m.latencies).sort();
-  const pct = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : NaN);
   return {
     ...m,
     latencies: [],
@@ -229,9 +224,9 @@ function finish(m: Measured): Measured {
     cpuUsPerReq: (m.cpuMs * 1000) / m.requests,
     serverCpu: m.cpuMs / m.elapsedMs,
     generatorCpu: m.generatorCpuMs / m.elapsedMs,
-    p50: pct(50),
-    p90: pct(90),
-    p99: pct(99),
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
   };
 }
 
