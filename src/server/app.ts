@@ -99,7 +99,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     handshakeTimeout: server.headersTimeoutMs,
   };
   // Set in the server factory, called by Fastify() below; the lean path is defined further down.
-  let serveMutate: (req: IncomingMessage, res: ServerResponse) => void = () => undefined;
+  let serveMutate: (req: IncomingMessage, res: ServerResponse, contentLength: number) => void = () => undefined;
   const fastify = Fastify({
     https: httpsOptions,
     serverFactory: (handler) => {
@@ -107,12 +107,16 @@ export async function buildApp(opts: AppOptions): Promise<App> {
         // The first request's headers are in: requestTimeout and keep-alive govern the socket now
         // (see the 'secureConnection' listener below).
         if (req.socket.timeout === server.headersTimeoutMs) req.socket.setTimeout(0);
-        if (takesLeanPath(req)) serveMutate(req, res);
+        const leanLength = leanPathLength(req);
+        if (leanLength > 0) serveMutate(req, res, leanLength);
         else handler(req, res);
       });
-      // What fastify sets on a server it creates itself.
+      // fastify applies its keepAliveTimeout/requestTimeout options only to a server it creates
+      // itself, so every server timeout is set here.
+      // The API server reuses idle keep-alive connections for 90 s; closing earlier races it (EOFs).
       s.keepAliveTimeout = server.keepAliveTimeoutMs;
       s.requestTimeout = server.requestTimeoutMs;
+      s.headersTimeout = server.headersTimeoutMs;
       return s;
     },
     logger: false,
@@ -121,14 +125,10 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     // refuse instead.
     schemaController: { compilersFactory: { buildValidator: noSchemas, buildSerializer: noSchemas } },
     bodyLimit: server.bodyLimitBytes,
-    // The API server reuses idle keep-alive connections for 90 s; closing earlier races it (EOFs).
-    keepAliveTimeout: server.keepAliveTimeoutMs,
-    requestTimeout: server.requestTimeoutMs,
     // Keep answering requests that arrive on open connections while draining.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
-  fastify.server.headersTimeout = server.headersTimeoutMs;
   // headersTimeout only starts with the first byte of a request: a TLS connection that never
   // sends one would stay open for good. Bound that idle time by the header timeout, until the
   // first request's headers are in (then requestTimeout, and after the response Node's
@@ -141,16 +141,17 @@ export async function buildApp(opts: AppOptions): Promise<App> {
    * application/json parser with a body within the limit: the API server's requests.
    * Anything else (other content types, no or an oversized Content-Length, chunked
    * bodies, an empty body) goes to fastify, which answers as it always has.
+   * Returns the request's Content-Length when the lean path takes it, else 0.
    */
-  function takesLeanPath(req: IncomingMessage): boolean {
-    if (req.method !== 'POST') return false;
+  function leanPathLength(req: IncomingMessage): number {
+    if (req.method !== 'POST') return 0;
     const url = req.url!;
-    if (url !== '/mutate' && !url.startsWith('/mutate?')) return false;
+    if (url !== '/mutate' && !url.startsWith('/mutate?')) return 0;
     const type = req.headers['content-type'];
-    if (type !== 'application/json' && type !== 'application/json; charset=utf-8') return false;
-    if (req.headers['transfer-encoding'] !== undefined) return false;
+    if (type !== 'application/json' && type !== 'application/json; charset=utf-8') return 0;
+    if (req.headers['transfer-encoding'] !== undefined) return 0;
     const length = Number(req.headers['content-length']);
-    return length > 0 && length <= server.bodyLimitBytes;
+    return length > 0 && length <= server.bodyLimitBytes ? length : 0;
   }
 
   /** The error answer, log line and metric, for fastify's error handler and the lean path alike. */
@@ -192,7 +193,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     return JSON.stringify(result.review);
   }
 
-  serveMutate = (req, res) => {
+  serveMutate = (req, res, contentLength) => {
     const send = (status: number, body: string, close: boolean) => {
       const headers: Record<string, string | number> = { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) };
       // As fastify does after a body it could not read or parse: the client may send more.
@@ -203,7 +204,6 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       const r = rejected(req.method, req.url!, err);
       send(r.status, r.body, close);
     };
-    const contentLength = Number(req.headers['content-length']);
     const chunks: Buffer[] = [];
     let received = 0;
     const onData = (chunk: Buffer) => {
@@ -257,7 +257,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     void reply.code(404).type(JSON_TYPE).send(JSON.stringify({ error: `no route ${req.method} ${req.url}`, status: 404 }));
   });
 
-  // Requests the lean path does not take (see takesLeanPath).
+  // Requests the lean path does not take (see leanPathLength).
   fastify.post('/mutate', async (req, reply) => reply.type(JSON_TYPE).send(await mutate(req.body)));
 
   fastify.get('/healthz', async (_req, reply) => reply.send({ status: 'ok' }));

@@ -139,7 +139,6 @@ async function watchServingCertificate(app: App, tls: TlsMaterial, config: Confi
     keyFile: tls.keyFile!,
     intervalMs: config.server.tls.reloadIntervalMs,
     log,
-    tlsOptions: { minVersion: 'TLSv1.2' },
     onReload: ({ notAfter }) => metrics.certificateExpiry.set(notAfter.getTime() / 1000),
   });
 }
