@@ -39,13 +39,15 @@ export class CertificateLoadError extends Error {
 
 /** Parses the first certificate of a PEM (leaf first, as TLS servers expect). */
 export function certificateInfo(pem: string | Buffer): CertificateInfo {
-  let x509: crypto.X509Certificate;
+  return infoOf(parseCertificate(pem));
+}
+
+function parseCertificate(pem: string | Buffer): crypto.X509Certificate {
   try {
-    x509 = new crypto.X509Certificate(pem);
+    return new crypto.X509Certificate(pem);
   } catch (err) {
     throw new CertificateLoadError(`certificate does not parse (${errorCode(err)})`);
   }
-  return infoOf(x509);
 }
 
 function infoOf(x509: crypto.X509Certificate): CertificateInfo {
@@ -73,12 +75,7 @@ export function readCertificateNotAfter(certFile: string): Date {
  * certificate. Throws CertificateLoadError with a message that is safe to log.
  */
 export function checkKeyPair(cert: Buffer, key: Buffer): LoadedKeyPair {
-  let x509: crypto.X509Certificate;
-  try {
-    x509 = new crypto.X509Certificate(cert);
-  } catch (err) {
-    throw new CertificateLoadError(`certificate does not parse (${errorCode(err)})`);
-  }
+  const x509 = parseCertificate(cert);
   let privateKey: crypto.KeyObject;
   try {
     privateKey = crypto.createPrivateKey(key);
@@ -89,12 +86,6 @@ export function checkKeyPair(cert: Buffer, key: Buffer): LoadedKeyPair {
     throw new CertificateLoadError('private key does not match the certificate');
   }
   return { ...infoOf(x509), key, cert };
-}
-
-/** Reads both files (following symlinks) and checks them. */
-export async function loadKeyPair(certFile: string, keyFile: string): Promise<LoadedKeyPair> {
-  const [cert, key] = await Promise.all([readOrThrow(certFile, 'certificate'), readOrThrow(keyFile, 'key')]);
-  return checkKeyPair(cert, key);
 }
 
 async function readOrThrow(file: string, what: string): Promise<Buffer> {
