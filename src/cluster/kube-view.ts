@@ -185,6 +185,13 @@ interface LiveEntry {
 const MAX_LIVE_ENTRIES = 1024;
 const ABSENT: NamespaceLookup = Object.freeze({ state: 'absent' });
 
+/** A Namespace's labels as a lookup answer: a frozen map with no prototype, values as strings. */
+function knownLookup(ns: V1Namespace): NamespaceLookup {
+  const labels: Record<string, string> = Object.create(null);
+  for (const [k, v] of Object.entries(ns.metadata?.labels ?? {})) labels[k] = String(v);
+  return Object.freeze({ state: 'known', labels: Object.freeze(labels) });
+}
+
 class KubeClusterView implements ClusterView {
   private stateValue: ClusterViewState = 'syncing';
   /** Informer-backed answers: one resolved promise per namespace, reused by every admission. */
@@ -309,9 +316,7 @@ class KubeClusterView implements ClusterView {
   private setNamespace(ns: V1Namespace): void {
     const name = ns.metadata?.name;
     if (!name) return;
-    const labels: Record<string, string> = Object.create(null);
-    for (const [k, v] of Object.entries(ns.metadata?.labels ?? {})) labels[k] = String(v);
-    this.namespaces.set(name, Promise.resolve<NamespaceLookup>(Object.freeze({ state: 'known', labels: Object.freeze(labels) })));
+    this.namespaces.set(name, Promise.resolve(knownLookup(ns)));
     this.live.delete(name);
   }
 
@@ -345,9 +350,7 @@ class KubeClusterView implements ClusterView {
         // An informer event may have arrived meanwhile; it is at least as fresh.
         const fromInformer = this.namespaces.get(name);
         if (fromInformer) return fromInformer;
-        const labels: Record<string, string> = Object.create(null);
-        for (const [k, v] of Object.entries(ns.metadata?.labels ?? {})) labels[k] = String(v);
-        return Object.freeze({ state: 'known', labels: Object.freeze(labels) });
+        return knownLookup(ns);
       },
       (err: unknown): NamespaceLookup => {
         if (statusCode(err) === 404) return ABSENT;
@@ -369,9 +372,13 @@ class KubeClusterView implements ClusterView {
 
   // ---- state --------------------------------------------------------------------------------
 
+  private get informersHealthy(): boolean {
+    return this.nsInformer.healthy && this.svcInformer.healthy;
+  }
+
   private evaluate(): void {
     if (this.closed) return;
-    const healthy = this.nsInformer.healthy && this.svcInformer.healthy;
+    const healthy = this.informersHealthy;
     if (this.svcInformer.synced && this.activeGateIPs === null) this.recomputeActiveGateIPs();
     if (this.stateValue === 'syncing') {
       if (healthy) {
@@ -389,7 +396,7 @@ class KubeClusterView implements ClusterView {
     } else if (this.stateValue === 'synced' && this.degradeTimer === undefined) {
       this.degradeTimer = setTimeout(() => {
         this.degradeTimer = undefined;
-        if (!this.closed && !(this.nsInformer.healthy && this.svcInformer.healthy)) this.setState('degraded');
+        if (!this.closed && !this.informersHealthy) this.setState('degraded');
       }, this.timing.degradeAfterMs);
     }
   }
@@ -534,8 +541,13 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
 
   /** Delay before the next watch when the server keeps ending watches right away (no hot loop). */
   spinDelayMs(): number {
-    if (this.shortWatches < 2) return 0;
-    return Math.min(this.hooks.timing.backoffMaxMs, this.hooks.timing.backoffInitialMs * 2 ** Math.min(this.shortWatches - 2, 16));
+    return this.shortWatches < 2 ? 0 : this.backoffMs(this.shortWatches - 2);
+  }
+
+  /** Exponential backoff: the initial delay doubled per step, up to the maximum. */
+  private backoffMs(step: number): number {
+    const { backoffInitialMs, backoffMaxMs } = this.hooks.timing;
+    return Math.min(backoffMaxMs, backoffInitialMs * 2 ** Math.min(step, 16));
   }
 
   isClosed(): boolean {
@@ -561,8 +573,7 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
     this.lastError = errorText(err);
     const wasHealthy = this.healthy;
     this.healthy = false;
-    const { backoffInitialMs, backoffMaxMs } = this.hooks.timing;
-    const base = Math.min(backoffMaxMs, backoffInitialMs * 2 ** Math.min(this.failures - 1, 16));
+    const base = this.backoffMs(this.failures - 1);
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
     this.hooks.log.debug({ informer: this.name, err: this.lastError, retryInMs: delay, failures: this.failures }, 'cluster view: list/watch failed, restarting');
     if (this.restartTimer === undefined) {
