@@ -15,7 +15,6 @@ export class ConfigError extends Error {
 }
 
 interface Field<T> {
-  readonly kind: string;
   readonly defaultValue: () => T;
   parse(value: unknown, key: string): T;
 }
@@ -29,7 +28,6 @@ const describe = (v: unknown): string =>
 
 export function bool(def: boolean): Field<boolean> {
   return {
-    kind: 'boolean',
     defaultValue: () => def,
     parse(v, key) {
       if (typeof v !== 'boolean') throw new ConfigError(key, `expected true or false, got ${describe(v)}`);
@@ -40,7 +38,6 @@ export function bool(def: boolean): Field<boolean> {
 
 export function int(def: number, min: number, max: number): Field<number> {
   return {
-    kind: 'integer',
     defaultValue: () => def,
     parse(v, key) {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
@@ -53,7 +50,6 @@ export function int(def: number, min: number, max: number): Field<number> {
 
 export function str(def: string, check?: (s: string) => string | undefined): Field<string> {
   return {
-    kind: 'string',
     defaultValue: () => def,
     parse(v, key) {
       if (typeof v !== 'string') throw new ConfigError(key, `expected a string, got ${describe(v)}`);
@@ -66,7 +62,6 @@ export function str(def: string, check?: (s: string) => string | undefined): Fie
 
 export function oneOf<const T extends string>(values: readonly T[], def: T): Field<T> {
   return {
-    kind: 'enum',
     defaultValue: () => def,
     parse(v, key) {
       if (typeof v !== 'string' || !values.includes(v as T)) {
@@ -79,7 +74,6 @@ export function oneOf<const T extends string>(values: readonly T[], def: T): Fie
 
 export function list<T>(item: Field<T>, def: readonly T[]): Field<readonly T[]> {
   return {
-    kind: 'list',
     defaultValue: () => [...def],
     parse(v, key) {
       if (!Array.isArray(v)) throw new ConfigError(key, `expected a list, got ${describe(v)}`);
@@ -91,7 +85,6 @@ export function list<T>(item: Field<T>, def: readonly T[]): Field<readonly T[]> 
 /** A map of string to string (label selectors). */
 export function stringMap(): Field<Readonly<Record<string, string>>> {
   return {
-    kind: 'map',
     defaultValue: () => ({}),
     parse(v, key) {
       if (!isPlainObject(v)) throw new ConfigError(key, `expected a map of strings, got ${describe(v)}`);
@@ -108,7 +101,6 @@ export function stringMap(): Field<Readonly<Record<string, string>>> {
 
 export function obj<S extends Shape>(shape: S): Field<InferShape<S>> {
   return {
-    kind: 'map',
     defaultValue: () => {
       const out: Record<string, unknown> = {};
       for (const [k, f] of Object.entries(shape)) out[k] = f.defaultValue();
