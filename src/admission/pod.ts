@@ -68,22 +68,29 @@ function stringMap(v: unknown, where: string): Map<string, string> | string {
   return out;
 }
 
-function literalEnv(c: Record<string, unknown>): Array<{ index: number; name: string; value: string }> {
-  const env: { index: number; name: string; value: string }[] = [];
-  if (Array.isArray(c.env)) {
-    c.env.forEach((e: unknown, i) => {
-      if (isObject(e) && typeof e.name === 'string' && typeof e.value === 'string') env.push({ index: i, name: e.name, value: e.value });
-    });
+type LiteralEnv = IndexedContainer['env'];
+/** Shared by every container without a literal env value (most init containers, many others). */
+const NO_ENV: LiteralEnv = Object.freeze([]);
+
+// Plain loops below: inspectPod runs on every admission, and closures per element showed in profiles.
+function literalEnv(c: Record<string, unknown>): LiteralEnv {
+  const list = c.env;
+  if (!Array.isArray(list)) return NO_ENV;
+  let env: Array<LiteralEnv[number]> | undefined;
+  for (let i = 0; i < list.length; i++) {
+    const e: unknown = list[i];
+    if (isObject(e) && typeof e.name === 'string' && typeof e.value === 'string') (env ??= []).push({ index: i, name: e.name, value: e.value });
   }
-  return env;
+  return env ?? NO_ENV;
 }
 
 function indexContainers(v: unknown, list: IndexedContainer['list']): IndexedContainer[] | string {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) return `spec.${list} is not a list`;
   const out: IndexedContainer[] = [];
-  v.forEach((c: unknown, index) => {
-    if (!isObject(c)) return;
+  for (let index = 0; index < v.length; index++) {
+    const c: unknown = v[index];
+    if (!isObject(c)) continue;
     out.push({
       list,
       index,
@@ -92,8 +99,15 @@ function indexContainers(v: unknown, list: IndexedContainer['list']): IndexedCon
       container: c as unknown as V1Container,
       env: literalEnv(c),
     });
-  });
+  }
   return out;
+}
+
+function volumeNamesOf(volumes: unknown): string[] {
+  const names: string[] = [];
+  if (!Array.isArray(volumes)) return names;
+  for (const v of volumes as unknown[]) if (isObject(v) && typeof v.name === 'string') names.push(v.name);
+  return names;
 }
 
 /** Checks the shape of `object` and builds the view, or says why the pod is left alone. */
@@ -119,9 +133,7 @@ export function inspectPod(object: unknown, requestNamespace: string | undefined
     typeof requestNamespace === 'string' && requestNamespace !== ''
       ? requestNamespace
       : typeof meta.namespace === 'string' ? meta.namespace : '';
-  const volumeNames = Array.isArray(s.volumes)
-    ? s.volumes.flatMap((v: unknown) => (isObject(v) && typeof v.name === 'string' ? [v.name] : []))
-    : [];
+  const volumeNames = volumeNamesOf(s.volumes);
   return {
     ok: true,
     pod: {
@@ -147,6 +159,13 @@ export function withMetadata(
   labels: ReadonlyMap<string, string>,
 ): PodView {
   return { ...pod, annotations, labels };
+}
+
+/** Whether a container or init container runs an image of this name (see imageName). */
+export function hasImage(pod: PodView, name: string): boolean {
+  for (const c of pod.containers) if (imageName(c.image) === name) return true;
+  for (const c of pod.initContainers) if (imageName(c.image) === name) return true;
+  return false;
 }
 
 /** Image name without registry host, path, tag or digest: "registry.istio.io/release/install-cni:1.30" → "install-cni". */

@@ -8,19 +8,18 @@
  * image registry host; at admission metadata.name is usually empty, generateName is set.
  */
 import { DT_INJECT, DT_ONEAGENT_INJECT, parseGoBool } from '../admission/annotations.js';
-import { imageName, type PodView } from '../admission/pod.js';
+import { hasImage, type PodView } from '../admission/pod.js';
 import type { Change, Rule, RuleResult } from './types.js';
 import { NOTHING } from './types.js';
 
 export function detectNodeAgent(pod: PodView, extraSelectors: readonly Readonly<Record<string, string>>[]): string | undefined {
   const label = (k: string) => pod.labels.get(k);
-  const images = [...pod.containers, ...pod.initContainers].map((c) => imageName(c.image));
   if (label('k8s-app') === 'istio-cni-node') return 'Istio CNI node agent (label k8s-app=istio-cni-node)';
   if (pod.name.startsWith('istio-cni-node-') || pod.generateName.startsWith('istio-cni-node-')) {
     return 'Istio CNI node agent (name istio-cni-node-*)';
   }
-  if (images.includes('install-cni')) return 'Istio CNI node agent (install-cni image)';
-  if (label('app') === 'ztunnel' && images.includes('ztunnel')) return 'Istio ztunnel (label app=ztunnel, ztunnel image)';
+  if (hasImage(pod, 'install-cni')) return 'Istio CNI node agent (install-cni image)';
+  if (label('app') === 'ztunnel' && hasImage(pod, 'ztunnel')) return 'Istio ztunnel (label app=ztunnel, ztunnel image)';
   if (label('app') === 'consul' && label('component') === 'cni') return 'Consul CNI node agent (labels app=consul, component=cni)';
   if (label('k8s-app') === 'linkerd-cni') return 'linkerd-cni node agent (label k8s-app=linkerd-cni)';
   for (const selector of extraSelectors) {
