@@ -4,13 +4,13 @@
  * admission.Handler). It never answers allowed: false: mesh-guard is a helper and must
  * not block pods.
  */
-import type { ClusterView } from '../cluster/view.js';
+import type { ClusterView, NamespaceLookup } from '../cluster/view.js';
 import type { Config } from '../config/schema.js';
 import type { Rule } from '../rules/types.js';
 import { parseGoBool, SKIP_ANNOTATION } from './annotations.js';
 import { evaluateRules, type RuleOutcome } from './engine.js';
 import { describeChange, type PatchOperation } from './patch.js';
-import { inspectPod, isObject } from './pod.js';
+import { inspectPod, isObject, type PodView } from './pod.js';
 
 export interface AdmissionRequest {
   uid: string;
@@ -93,7 +93,12 @@ export interface AdmitDeps {
   readonly rules: readonly Rule[];
 }
 
-export async function admit(request: AdmissionRequest, deps: AdmitDeps): Promise<AdmissionResult> {
+/**
+ * Admits one request. The result comes back directly when everything needed is in memory
+ * (the usual case), and as a promise only when a namespace lookup has to wait on the API
+ * server: a promise per review would cost every admission a trip through the microtask queue.
+ */
+export function admit(request: AdmissionRequest, deps: AdmitDeps): AdmissionResult | Promise<AdmissionResult> {
   const line = new AdmissionLogLine(request.uid, typeof request.namespace === 'string' ? request.namespace : undefined);
   if (!isPodCreate(request)) {
     line.kind = typeof request.kind?.kind === 'string' ? request.kind.kind : undefined;
@@ -112,9 +117,14 @@ export async function admit(request: AdmissionRequest, deps: AdmitDeps): Promise
     line.reason = `${SKIP_ANNOTATION} is true`;
     return done('opted-out', [], [], line);
   }
-  const namespace = pod.namespace
-    ? await deps.cluster.namespaceLabels(pod.namespace)
-    : ({ state: 'unknown', reason: 'the request names no namespace' } as const);
+  const namespace = pod.namespace ? deps.cluster.namespaceLabels(pod.namespace) : NO_NAMESPACE;
+  if (namespace instanceof Promise) return namespace.then((ns) => evaluate(pod, ns, deps, line));
+  return evaluate(pod, namespace, deps, line);
+}
+
+const NO_NAMESPACE: NamespaceLookup = Object.freeze({ state: 'unknown', reason: 'the request names no namespace' });
+
+function evaluate(pod: PodView, namespace: NamespaceLookup, deps: AdmitDeps, line: AdmissionLogLine): AdmissionResult {
   const evaluation = evaluateRules(pod, { config: deps.config, namespace, activeGateIPs: deps.cluster.activeGateServiceIPs() }, deps.rules);
   const outcome: Outcome = evaluation.ops.length > 0 ? 'patched' : 'unchanged';
   return done(outcome, evaluation.ops, evaluation.outcomes, line);

@@ -178,6 +178,8 @@ export function createClusterView(cfg: Config['cluster'], deps: ClusterViewDeps)
 
 interface LiveEntry {
   readonly answer: Promise<NamespaceLookup>;
+  /** The answer, once the lookup has settled. */
+  settled?: NamespaceLookup;
   /** ms timestamp; Infinity while the lookup is in flight. */
   expires: number;
 }
@@ -194,8 +196,8 @@ function knownLookup(ns: V1Namespace): NamespaceLookup {
 
 class KubeClusterView implements ClusterView {
   private stateValue: ClusterViewState = 'syncing';
-  /** Informer-backed answers: one resolved promise per namespace, reused by every admission. */
-  private readonly namespaces = new Map<string, Promise<NamespaceLookup>>();
+  /** Informer-backed answers: one frozen answer per namespace, reused by every admission. */
+  private readonly namespaces = new Map<string, NamespaceLookup>();
   /** Live-GET answers for namespaces the informer has not seen. */
   private readonly live = new Map<string, LiveEntry>();
   private activeGateIPs: readonly string[] | null = null;
@@ -283,12 +285,12 @@ class KubeClusterView implements ClusterView {
     return this.stateValue;
   }
 
-  namespaceLabels(name: string): Promise<NamespaceLookup> {
+  namespaceLabels(name: string): NamespaceLookup | Promise<NamespaceLookup> {
     const known = this.namespaces.get(name);
     if (known !== undefined) return known;
     const cached = this.live.get(name);
-    if (cached !== undefined && cached.expires > Date.now()) return cached.answer;
-    if (this.closed) return Promise.resolve({ state: 'unknown', reason: 'cluster view is closed' });
+    if (cached !== undefined && cached.expires > Date.now()) return cached.settled ?? cached.answer;
+    if (this.closed) return { state: 'unknown', reason: 'cluster view is closed' };
     return this.liveLookup(name);
   }
 
@@ -316,7 +318,7 @@ class KubeClusterView implements ClusterView {
   private setNamespace(ns: V1Namespace): void {
     const name = ns.metadata?.name;
     if (!name) return;
-    this.namespaces.set(name, Promise.resolve(knownLookup(ns)));
+    this.namespaces.set(name, knownLookup(ns));
     this.live.delete(name);
   }
 
@@ -329,6 +331,7 @@ class KubeClusterView implements ClusterView {
     }
     this.live.set(name, entry);
     void entry.answer.then((a) => {
+      entry.settled = a;
       const ttl = a.state === 'known' ? this.timing.liveKnownTtlMs : a.state === 'absent' ? this.timing.liveAbsentTtlMs : this.timing.liveUnknownTtlMs;
       entry.expires = Date.now() + ttl;
     });
@@ -346,7 +349,7 @@ class KubeClusterView implements ClusterView {
       }, bound);
     });
     const request = this.core.readNamespace({ name }, withSignal(ctrl.signal)).then(
-      (ns): NamespaceLookup | Promise<NamespaceLookup> => {
+      (ns): NamespaceLookup => {
         // An informer event may have arrived meanwhile; it is at least as fresh.
         const fromInformer = this.namespaces.get(name);
         if (fromInformer) return fromInformer;

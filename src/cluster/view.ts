@@ -17,10 +17,12 @@ export type ClusterViewState = 'off' | 'syncing' | 'synced' | 'degraded';
 export interface ClusterView {
   readonly state: ClusterViewState;
   /**
-   * Labels of a namespace, from memory. On a cache miss an implementation may do one
-   * bounded live GET (never longer than its configured timeout, never retried in a loop).
+   * Labels of a namespace. An answer held in memory is returned as is, so an admission that
+   * needs no API call finishes in the tick its request arrived in. On a cache miss an
+   * implementation may do one bounded live GET (never longer than its configured timeout,
+   * never retried in a loop) and return its promise.
    */
-  namespaceLabels(name: string): Promise<NamespaceLookup>;
+  namespaceLabels(name: string): NamespaceLookup | Promise<NamespaceLookup>;
   /** ClusterIPs (IPv4 and IPv6) of the Dynatrace ActiveGate Services; null when unknown. */
   activeGateServiceIPs(): readonly string[] | null;
   /** Resolves after the first sync, or after the bounded wait; never rejects. */
@@ -28,12 +30,15 @@ export interface ClusterView {
   close(): Promise<void>;
 }
 
-const OFF_REASON = 'cluster view is off (no in-cluster config and no KUBECONFIG)';
+const OFF_LOOKUP: NamespaceLookup = Object.freeze({
+  state: 'unknown',
+  reason: 'cluster view is off (no in-cluster config and no KUBECONFIG)',
+});
 
 /** The view used when no cluster is reachable: every answer is "unknown". */
 export const offlineClusterView: ClusterView = {
   state: 'off',
-  namespaceLabels: async () => ({ state: 'unknown', reason: OFF_REASON }),
+  namespaceLabels: () => OFF_LOOKUP,
   activeGateServiceIPs: () => null,
   ready: async () => undefined,
   close: async () => undefined,
@@ -46,7 +51,7 @@ export function staticClusterView(
 ): ClusterView {
   return {
     state: 'synced',
-    namespaceLabels: async (name) => {
+    namespaceLabels: (name) => {
       const labels = Object.hasOwn(namespaces, name) ? namespaces[name] : undefined;
       return labels ? { state: 'known', labels } : { state: 'absent' };
     },

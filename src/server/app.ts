@@ -57,6 +57,8 @@ const noSchemas = (): never => {
   throw new Error('mesh-guard routes declare no schemas');
 };
 
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
+
 /** Parses a request body the way the `application/json` content-type parser always has. */
 function parseJsonBody(body: Buffer): { ok: true; value: unknown } | { ok: false; error: HttpError } {
   if (!isUtf8(body)) return { ok: false, error: new HttpError(400, 'body is not valid UTF-8') };
@@ -167,21 +169,35 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     return { status, body: JSON.stringify({ error: message, status }) };
   }
 
-  /** Admits a parsed body: the response body to send, or the error for the error answer. */
-  async function mutate(body: unknown): Promise<string> {
+  /**
+   * Admits a parsed body: the response body to send (a promise of it only when the admission
+   * waits on the API server), or throws the error for the error answer.
+   */
+  function mutate(body: unknown): string | Promise<string> {
     const start = process.hrtime.bigint();
     const decoded = decodeReview(body);
     if (!decoded.ok) throw new HttpError(400, decoded.error);
     const config = opts.config();
-    let result: AdmissionResult;
+    const uid = decoded.request.uid;
+    let result: AdmissionResult | Promise<AdmissionResult>;
     try {
-      result = await admit(decoded.request, { config, cluster: opts.cluster, rules: opts.rules });
+      result = admit(decoded.request, { config, cluster: opts.cluster, rules: opts.rules });
     } catch (err) {
-      // Never a 500 for a well-formed review: admit unchanged and say why.
-      admissions('internal-error').inc();
-      log.error({ uid: decoded.request.uid, error: err instanceof Error ? err.message : 'unknown' }, 'admission failed; admitting unchanged');
-      return JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: decoded.request.uid, allowed: true } });
+      return admitFailed(uid, err);
     }
+    if (result instanceof Promise) return result.then((r) => answer(r, start, config), (err: unknown) => admitFailed(uid, err));
+    return answer(result, start, config);
+  }
+
+  /** Never a 500 for a well-formed review: admit unchanged and say why. */
+  function admitFailed(uid: string, err: unknown): string {
+    admissions('internal-error').inc();
+    log.error({ uid, error: err instanceof Error ? err.message : 'unknown' }, 'admission failed; admitting unchanged');
+    return JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, allowed: true } });
+  }
+
+  /** Counts, times and logs an admission; returns the response body. */
+  function answer(result: AdmissionResult, start: bigint, config: Config): string {
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     admissions(result.outcome).inc();
     metrics.duration.observe(seconds);
@@ -226,10 +242,14 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       }
       const parsed = parseJsonBody(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received));
       if (!parsed.ok) return fail(parsed.error, true);
-      mutate(parsed.value).then(
-        (body) => send(200, body, false),
-        (e: unknown) => fail(e instanceof Error ? e : new Error(String(e)), false),
-      );
+      let body: string | Promise<string>;
+      try {
+        body = mutate(parsed.value);
+      } catch (e) {
+        return fail(asError(e), false);
+      }
+      if (typeof body === 'string') send(200, body, false);
+      else body.then((b) => send(200, b, false), (e: unknown) => fail(asError(e), false));
     };
     const done = () => {
       req.removeListener('data', onData);
