@@ -22,7 +22,7 @@ import type { ClusterView } from '../cluster/view.js';
 import type { Config } from '../config/schema.js';
 import type { Rule } from '../rules/types.js';
 import { admit, decodeReview, type AdmissionResult } from '../admission/handler.js';
-import type { Logger } from './logger.js';
+import { infoLine, type Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { Counter } from 'prom-client';
 
@@ -205,7 +205,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     const line = result.log;
     if (config.dryRun) line.dryRun = true;
     line.durationMs = Math.round(seconds * 1e6) / 1e3;
-    log.info(line, 'admission');
+    infoLine(log, line, 'admission');
     return JSON.stringify(result.review);
   }
 
