@@ -31,12 +31,11 @@ const {
 
 /**
  * `log.info(fields, msg)` for a line whose fields are a fixed object of our own that holds
- * no pod content (the admission line): one native JSON.stringify instead of pino's
- * per-field serializer and the redaction formatter, which together were the largest cost
- * of a review after parsing the body (bench/RESULTS.md, change 13). The line is the one
- * pino writes (same level, time, bindings, field order, message), built from the logger's
- * own parts. A logger with a mixin, a stream-write hook, a multistream or another message
- * key goes through pino instead.
+ * no pod content (the admission line, written once per review): one native JSON.stringify
+ * instead of pino's per-field serializer and the redaction formatter, which the fields do
+ * not need (bench/RESULTS.md, change 14). The line is the one pino writes (same level,
+ * time, bindings, field order, message), built from the logger's own parts. A logger with
+ * a mixin, a stream-write hook, a multistream or another message key goes through pino.
  */
 export function infoLine(log: Logger, fields: object, msg: string): void {
   if (!log.isLevelEnabled('info')) return;
