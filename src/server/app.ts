@@ -23,6 +23,7 @@ import type { Config } from '../config/schema.js';
 import type { Rule } from '../rules/types.js';
 import { admit, decodeReview, type AdmissionResult } from '../admission/handler.js';
 import { infoLine, type Logger } from './logger.js';
+import { parseReviewJson } from './review-json.js';
 import type { Metrics } from './metrics.js';
 import type { Counter } from 'prom-client';
 
@@ -63,7 +64,7 @@ const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(Strin
 function parseJsonBody(body: Buffer): { ok: true; value: unknown } | { ok: false; error: HttpError } {
   if (!isUtf8(body)) return { ok: false, error: new HttpError(400, 'body is not valid UTF-8') };
   try {
-    return { ok: true, value: JSON.parse(body.toString('utf8')) };
+    return { ok: true, value: parseReviewJson(body.toString('utf8')) };
   } catch (err) {
     const detail = err instanceof RangeError ? 'JSON is nested too deeply' : 'body is not valid JSON';
     return { ok: false, error: new HttpError(400, detail) };
