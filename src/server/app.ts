@@ -64,7 +64,7 @@ const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(Strin
 function parseJsonBody(body: Buffer): { ok: true; value: unknown } | { ok: false; error: HttpError } {
   if (!isUtf8(body)) return { ok: false, error: new HttpError(400, 'body is not valid UTF-8') };
   try {
-    return { ok: true, value: parseReviewJson(body.toString('utf8')) };
+    return { ok: true, value: parseReviewJson(body) };
   } catch (err) {
     const detail = err instanceof RangeError ? 'JSON is nested too deeply' : 'body is not valid JSON';
     return { ok: false, error: new HttpError(400, detail) };
