@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BatchedFdDestination, createLogger } from '../src/server/logger.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-logger-'));
@@ -59,6 +59,31 @@ describe('BatchedFdDestination', () => {
     const lines = out.read().map((l) => JSON.parse(l) as { i: number });
     expect(lines.map((l) => l.i)).toEqual(Array.from({ length: 2_100 }, (_, i) => i));
     expect(dest.dropped).toBe(0);
+  });
+
+  it('reuses its batch buffers once written, and loses or repeats no line across many flushes and bursts', async () => {
+    const out = open('reuse.log');
+    const made = vi.spyOn(Buffer, 'allocUnsafeSlow');
+    try {
+      const dest = new BatchedFdDestination(out.fd);
+      const log = createLogger('info', dest);
+      let i = 0;
+      for (let round = 0; round < 30; round++) {
+        // Alternately a few lines (flushed by the timer) and a burst over 64 KiB (flushed at once, several batches).
+        const n = round % 3 === 2 ? 1_500 : 3;
+        for (let k = 0; k < n; k++) log.info({ i: i++ }, 'admission');
+        const expected = i;
+        await eventually(() => out.read().length === expected);
+      }
+      const lines = out.read().map((l) => JSON.parse(l) as { i: number });
+      expect(lines.map((l) => l.i)).toEqual(Array.from({ length: i }, (_, k) => k));
+      expect(dest.dropped).toBe(0);
+      // Without reuse this run makes 50 (one per small round, three or four per burst). With two spares
+      // kept, a burst still needs two more than it finds.
+      expect(made.mock.calls.filter(([size]) => size === 64 * 1024).length).toBeLessThanOrEqual(16);
+    } finally {
+      made.mockRestore();
+    }
   });
 
   it('still redacts pod bodies and env values', () => {

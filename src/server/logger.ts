@@ -122,6 +122,11 @@ const FLUSH_AT_BYTES = 64 * 1024;
  * under load, because every write measures the UTF-8 length of the whole pending buffer,
  * and with minLength it holds a lone line (e.g. "ready") until 4 KiB have piled up.
  *
+ * Batch buffers are reused once their bytes are written (two spares are kept): a fresh
+ * 64 KiB buffer per flush, 40 a second at low load, left V8 that many array buffers to
+ * free in every young-generation collection, which made those pauses about twice the
+ * bare-Node floor's (bench/RESULTS.md, change 18).
+ *
  * If the reader stalls (a full pipe), lines beyond 8 MiB pending are dropped and counted
  * rather than growing memory without bound.
  */
@@ -138,6 +143,9 @@ export class BatchedFdDestination implements DestinationStream {
   private immediate = false;
   /** Callbacks of flush() calls waiting for the asynchronous write in flight to finish. */
   private flushWaiters: Array<() => void> = [];
+  /** The memory of every batch buffer made here, and those written out and free for reuse. */
+  private readonly batchMemory = new WeakSet<ArrayBufferLike>();
+  private readonly spare: ArrayBufferLike[] = [];
   dropped = 0;
 
   constructor(private readonly fd: number) {
@@ -160,7 +168,7 @@ export class BatchedFdDestination implements DestinationStream {
     } else {
       if (!this.current || this.used + worst > this.current.length) {
         this.seal();
-        this.current = Buffer.allocUnsafeSlow(FLUSH_AT_BYTES);
+        this.current = this.newBatch();
       }
       const n = this.current.write(line, this.used, 'utf8');
       this.used += n;
@@ -212,6 +220,19 @@ export class BatchedFdDestination implements DestinationStream {
     for (const buf of parts) writeAllSync(this.fd, buf);
   }
 
+  private newBatch(): Buffer {
+    const memory = this.spare.pop();
+    if (memory) return Buffer.from(memory, 0, FLUSH_AT_BYTES);
+    const buf = Buffer.allocUnsafeSlow(FLUSH_AT_BYTES);
+    this.batchMemory.add(buf.buffer);
+    return buf;
+  }
+
+  /** Keeps a batch buffer whose bytes are out (or dropped) for reuse; other buffers are left to GC. */
+  private recycle(buf: Buffer): void {
+    if (this.spare.length < 2 && this.batchMemory.has(buf.buffer) && !this.spare.includes(buf.buffer)) this.spare.push(buf.buffer);
+  }
+
   /** Moves the used part of the current batch buffer to the full list. */
   private seal(): void {
     if (this.current && this.used > 0) this.full.push(this.current.subarray(0, this.used));
@@ -234,7 +255,11 @@ export class BatchedFdDestination implements DestinationStream {
     this.timer = undefined;
     if (this.inFlight || this.pendingBytes === 0 || this.flushWaiters.length > 0) return;
     const parts = this.take();
-    this.inFlight = { buf: parts.length === 1 ? parts[0]! : Buffer.concat(parts), offset: 0 };
+    if (parts.length === 1) this.inFlight = { buf: parts[0]!, offset: 0 };
+    else {
+      this.inFlight = { buf: Buffer.concat(parts), offset: 0 };
+      for (const part of parts) this.recycle(part);
+    }
     this.writeInFlight();
   };
 
@@ -254,6 +279,7 @@ export class BatchedFdDestination implements DestinationStream {
         if (job.offset < job.buf.length) return this.writeInFlight();
         this.inFlight = undefined;
       }
+      this.recycle(job.buf);
       if (this.flushWaiters.length > 0) {
         for (const waiter of this.flushWaiters.splice(0)) waiter();
         return;
