@@ -29,3 +29,13 @@ export async function admitOverHttps(s: TestServer, pod: V1Pod) {
   expect(again.patch, 'a re-run on the output must yield no ops').toBeUndefined();
   return { response, ops, annotations: (patched.metadata?.annotations ?? {}) as Record<string, string> };
 }
+
+/**
+ * The reasons `rule` logged for the first admission of the latest admitOverHttps round trip in
+ * `namespace` (the line before the re-run's).
+ */
+export function ruleReasons(s: TestServer, namespace: string, rule: string): string {
+  const lines = s.logs.filter((l) => l.msg === 'admission' && l.namespace === namespace);
+  const rules = (lines.at(-2)?.rules ?? []) as Array<{ rule: string; reasons?: string[] }>;
+  return rules.find((r) => r.rule === rule)?.reasons?.join(' | ') ?? '';
+}
