@@ -95,6 +95,7 @@ describe('consul-metric-merging: stands back with a reason', () => {
     ['a DT path that is not a plain URL path', { annotations: { ...DT, [DT_PATH]: '/metrics?format=text' } }, /path "\/metrics\?format=text" is not a plain URL path/],
     ['a DT path with a quote', { annotations: { ...DT, [DT_PATH]: '/m"x' } }, /is not a plain URL path/],
     ...badListenerPorts,
+    ['the pod\'s scrape port is the merged-metrics port', { annotations: { ...DT, [SCRAPE_PORT]: '20100' } }, /the scrape port 20100 is also consul-dataplane's merged-metrics port/],
     ['prometheus-scrape-path with a space', { annotations: { ...DT, [SCRAPE_PATH]: '/my metrics' } }, /prometheus-scrape-path="\/my metrics" is not a plain URL path/],
     ['a merged-metrics-port Consul would refuse once merging is on', { annotations: { ...DT, 'consul.hashicorp.com/merged-metrics-port': '999' } }, /merged-metrics-port="999" is not a port from 1024 to 65535.*Consul rejects the pod/],
     ['no DT port', { annotations: without(DT, DT_PORT) }, /no metrics.dynatrace.com\/port names the app's metrics port/],

@@ -40,10 +40,10 @@ import {
   CONSUL_PROMETHEUS_SCRAPE_PATH,
   CONSUL_PROMETHEUS_SCRAPE_PORT,
   CONSUL_PROMETHEUS_TLS,
+  CONSUL_REDIRECT_TRAFFIC_ANNOTATION,
   CONSUL_SERVICE_METRICS_PATH,
   CONSUL_SERVICE_METRICS_PORT,
   CONSUL_TRANSPARENT_PROXY_STATUS,
-  CONSUL_REDIRECT_TRAFFIC_ANNOTATION,
   DT_EXCLUDE_CONSUL_FILTER,
   DT_METRICS_DEFAULT_PATH,
   DT_METRICS_FILTER,
@@ -182,9 +182,11 @@ function beforeConsul(pod: PodView, ctx: RuleContext, request: string, consulRea
   if (rawMerged !== undefined && consulListenerPort(rawMerged) === undefined) {
     return back(`${CONSUL_MERGED_METRICS_PORT}=${q(rawMerged)} is not a port from 1024 to 65535 in plain decimal, and with merging on Consul rejects the pod for a bad one`);
   }
+  const mergedPort = rawMerged ?? String(CONSUL_DEFAULT_MERGED_METRICS_PORT);
+  if (scrape.port === mergedPort) return back(`the scrape port ${scrape.port} is also consul-dataplane's merged-metrics port: the two listeners would clash`);
   const app = appEndpoint(pod, scrape);
   if ('problem' in app) return back(app.problem);
-  const bad = endpointProblem(app, scrape, rawMerged ?? String(CONSUL_DEFAULT_MERGED_METRICS_PORT));
+  const bad = endpointProblem(app, scrape, mergedPort);
   if (bad) return back(`${app.from}: ${bad}`);
   const metrics = consulMetricsBool(a.get(CONSUL_ENABLE_METRICS));
   const loss = isOn(metrics) ? undefined : prometheusLoss(pod, app);
