@@ -154,13 +154,15 @@ function appEndpoint(pod: PodView, scrape: Endpoint): (Endpoint & { readonly fro
 /**
  * With metrics on, Consul overwrites prometheus.io/scrape|port|path with its scrape endpoint
  * (webhook/mesh_webhook.go prometheusAnnotations). Where the pod does not turn metrics on
- * itself, that rewrite is ours, so it must not take a Prometheus opt-out or another target away.
+ * itself, that rewrite is ours, so it must not take a Prometheus opt-out or another target away
+ * (the app endpoint, or the scrape endpoint itself as in HashiCorp's recipe, are no loss).
  */
-function prometheusLoss(pod: PodView, app: Endpoint): string | undefined {
+function prometheusLoss(pod: PodView, app: Endpoint, scrape: Endpoint): string | undefined {
   const a = pod.annotations;
   const off = prometheusVariants(a, PROM_SCRAPE).find(([, v]) => parseGoBool(v) === false);
   const other =
-    prometheusVariants(a, PROM_PORT).find(([, v]) => v !== app.port) ?? prometheusVariants(a, PROM_PATH).find(([, v]) => v !== app.path);
+    prometheusVariants(a, PROM_PORT).find(([, v]) => v !== app.port && v !== scrape.port) ??
+    prometheusVariants(a, PROM_PATH).find(([, v]) => v !== app.path && v !== scrape.path);
   const found = off ?? other;
   if (!found) return undefined;
   return `${found[0]}=${q(found[1])}: with metrics on, Consul rewrites prometheus.io/* to its scrape endpoint, and Prometheus would lose ${off ? 'its opt-out' : `the endpoint it scrapes now (not the app endpoint ${show(app)})`}`;
@@ -189,7 +191,7 @@ function beforeConsul(pod: PodView, ctx: RuleContext, request: string, consulRea
   const bad = endpointProblem(app, scrape, mergedPort);
   if (bad) return back(`${app.from}: ${bad}`);
   const metrics = consulMetricsBool(a.get(CONSUL_ENABLE_METRICS));
-  const loss = isOn(metrics) ? undefined : prometheusLoss(pod, app);
+  const loss = isOn(metrics) ? undefined : prometheusLoss(pod, app, scrape);
   if (loss) return back(loss);
 
   const changes: Change[] = [];
