@@ -49,7 +49,8 @@ export function answerThenClose(
   onCutOff: (c: CutOff) => void,
 ): void {
   res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body), connection: 'close' });
-  if (req.readableEnded) {
+  // Nothing left to drain (the body is in, or the client has gone).
+  if (req.readableEnded || req.socket.destroyed) {
     res.end(body);
     return;
   }
