@@ -40,8 +40,8 @@ export interface ControlPlane {
   readonly auditLogPath: string | undefined;
   /** /version's gitVersion, as the running apiserver reports it. */
   readonly gitVersion: string;
-  /** A serving certificate for a webhook on 127.0.0.1, signed by the control plane's CA (= caPem). */
-  issueServingCert(): Promise<{ cert: string; key: string }>;
+  /** A serving certificate for a webhook on 127.0.0.1, signed by the control plane's CA (caPem). */
+  issueServingCert(): Promise<{ cert: string; key: string; caPem: string }>;
   /** GET on the apiserver as the admin user; the body parsed as JSON. */
   get(urlPath: string): Promise<{ status: number; body: unknown }>;
   /** Creates (or relabels) a namespace and its `default` ServiceAccount. */
@@ -316,7 +316,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     caPem: pki.caCert,
     auditLogPath,
     gitVersion: version.gitVersion,
-    issueServingCert: () => servingCert({ key: pki.caKey, cert: pki.caCert }, 'e2e-webhook'),
+    issueServingCert: async () => ({ ...(await servingCert({ key: pki.caKey, cert: pki.caCert }, 'e2e-webhook')), caPem: pki.caCert }),
     get,
     async ensureNamespace(name, labels = {}) {
       try {
