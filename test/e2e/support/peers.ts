@@ -7,7 +7,7 @@
  * `clientConfig.url` in place of the in-cluster Service, so the API server orders and calls it
  * as in a cluster.
  *
- *   const dt = await startDynatrace({ volumeType: 'csi' });
+ *   const dt = await startDynatrace({ volumeType: 'csi' });   // or { tls: { key, cert, caPem } }
  *   const consul = await startConsul({ namespaceLabels: async (ns) => labelsOf(ns) });
  *   await admission.createMutatingWebhookConfiguration({ body: dt.webhookConfiguration() });
  *   ...
@@ -18,7 +18,7 @@
  *
  * `StandIn`:
  *   url                       https://127.0.0.1:<port>/<path> (Dynatrace /inject, Consul /mutate)
- *   caPem / caBundle          the serving certificate (its own CA), PEM and base64 PEM
+ *   caPem / caBundle          the CA of the serving certificate, PEM and base64 PEM (for clientConfig.caBundle)
  *   webhookConfiguration(url?, caBundle?)  V1MutatingWebhookConfiguration, defaults to the above
  *   seen(), requests(), responses(), clear(), stop()
  *
@@ -83,8 +83,25 @@ function respond(request: AdmissionRequest, answer: Answer): AdmissionResponse {
   return ops.length ? { ...base, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') } : base;
 }
 
-async function serve(path: string, handler: Handler, configuration: (url: string, caBundle: string) => V1MutatingWebhookConfiguration): Promise<StandIn> {
+/** A serving certificate for 127.0.0.1 and the CA that signed it (default: one self-signed loopback certificate). */
+export interface ServingTls {
+  key: string;
+  cert: string;
+  caPem: string;
+}
+
+async function selfSigned(): Promise<ServingTls> {
   const { key, cert } = await loopbackCert();
+  return { key, cert, caPem: cert };
+}
+
+async function serve(
+  path: string,
+  tls: ServingTls | undefined,
+  handler: Handler,
+  configuration: (url: string, caBundle: string) => V1MutatingWebhookConfiguration,
+): Promise<StandIn> {
+  const { key, cert, caPem } = tls ?? (await selfSigned());
   const requests: AdmissionRequest[] = [];
   const responses: AdmissionResponse[] = [];
   const sockets = new Set<Socket>();
@@ -128,11 +145,11 @@ async function serve(path: string, handler: Handler, configuration: (url: string
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}${path}`;
-  const caBundle = Buffer.from(cert).toString('base64');
+  const caBundle = Buffer.from(caPem).toString('base64');
   const isPod = (r: AdmissionRequest) => r.resource?.resource === 'pods' && r.object !== undefined && r.object !== null;
   return {
     url,
-    caPem: cert,
+    caPem,
     caBundle,
     webhookConfiguration: (u = url, ca = caBundle) => configuration(u, ca),
     seen: () => requests.filter(isPod).map((r) => structuredClone(r.object as V1Pod)),
@@ -155,6 +172,8 @@ const podRule = (scope?: 'Namespaced'): V1MutatingWebhook['rules'] => [
 ];
 
 export interface DynatraceStandInOptions extends DynatraceOptions {
+  /** Serve with this certificate (e.g. one the test control plane's CA issued). */
+  tls?: ServingTls;
   /**
    * Also register the namespace webhook `webhook.ns.dynatrace.com` (path /label-ns), which in a
    * cluster labels namespaces from the DynaKube's selector. Off by default: tests label their
@@ -204,6 +223,7 @@ export function dynatraceWebhookConfiguration(url: string, caBundle: string, o: 
 export function startDynatrace(opts: DynatraceStandInOptions = {}): Promise<StandIn> {
   return serve(
     '/inject',
+    opts.tls,
     (request) => {
       if (request.resource?.resource !== 'pods') return { allowed: true };
       // webhook.go Handle: every outcome is allowed; an empty patch when nothing is to be done.
@@ -215,6 +235,8 @@ export function startDynatrace(opts: DynatraceStandInOptions = {}): Promise<Stan
 }
 
 export interface ConsulStandInOptions extends ConsulOptions {
+  /** Serve with this certificate (e.g. one the test control plane's CA issued). */
+  tls?: ServingTls;
   /**
    * The namespace's labels, which the real webhook GETs for `consul.hashicorp.com/transparent-proxy`
    * (mesh_webhook.go Handle). Default: no labels.
@@ -267,6 +289,7 @@ export function consulWebhookConfiguration(url: string, caBundle: string, o: Con
 export function startConsul(opts: ConsulStandInOptions = {}): Promise<StandIn> {
   return serve(
     '/mutate',
+    opts.tls,
     async (request) => {
       const namespace = request.namespace ?? '';
       const labels = (await opts.namespaceLabels?.(namespace)) ?? {};
