@@ -163,6 +163,7 @@ function addOneAgentToContainer(c: V1Container, installPath: string, o: Required
   );
   const env = (c.env ??= []);
   if (!env.some((e) => e.name === 'DT_DEPLOYMENT_METADATA')) {
+    // pkg/controllers/dynakube/deploymentmetadata/deploymentmetadata.go AsString (version.Version is "snapshot" in dev builds).
     env.push({ name: 'DT_DEPLOYMENT_METADATA', value: `orchestration_tech=Operator-application_monitoring;script_version=snapshot;orchestrator_id=${o.kubeSystemUUID}` });
   }
   addPreloadEnv(env, installPath);
@@ -236,6 +237,7 @@ export function dynatraceMutate(input: V1Pod, options: DynatraceOptions = {}): V
   const pod = structuredClone(input);
   pod.metadata ??= {};
   const a = (pod.metadata.annotations ??= {});
+  // util/map GetField: absent or empty means the default.
   const installPath = a[DT.installPathAnnotation] || DT.installPath;
   const existing = (pod.spec?.initContainers ?? []).find((c) => c.name === DT.initContainer);
   if (existing) {
