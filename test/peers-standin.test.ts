@@ -17,7 +17,7 @@ import { startConsul, startDynatrace, type StandIn } from './e2e/support/peers.j
 const PORTS = 'consul.hashicorp.com/transparent-proxy-exclude-outbound-ports';
 const CIDRS = 'consul.hashicorp.com/transparent-proxy-exclude-outbound-cidrs';
 
-type Response = ReviewResponse & { result?: { code: number; message: string } };
+type Response = ReviewResponse & { status?: { code: number; message: string } };
 
 function post(s: StandIn, body: unknown): Promise<Response> {
   const url = new URL(s.url);
@@ -48,7 +48,7 @@ async function admit(s: StandIn, pod: V1Pod): Promise<{ pod: V1Pod; ops: number;
   const body = review(pod);
   const response = await post(s, body);
   expect(response.uid).toBe((body.request as { uid: string }).uid);
-  expect(response.allowed, response.result?.message).toBe(true);
+  expect(response.allowed, response.status?.message).toBe(true);
   const ops = decodePatch(response);
   const patched = ops.length ? applyOps(pod, ops) : pod;
   // The result must still be a valid Pod by the Kubernetes schema (the API server would check it too).
@@ -258,7 +258,7 @@ describe('Consul stand-in (control-plane/connect-inject/webhook)', () => {
   it('injects with transparent proxy: init container with the redirect config from the exclusions present, dataplane, status', async () => {
     const input = tproxyPod({ [PORTS]: '9999, 443', [CIDRS]: '10.96.0.10/32' });
     const { pod, response } = await admit(consul, input);
-    expect(response.result?.message).toBe('valid Pod request');
+    expect(response.status?.message).toBe('valid Pod request');
     expect(names(pod.spec!.initContainers)).toEqual(['consul-connect-inject-init']);
     expect(names(pod.spec!.containers)).toEqual(['web', 'consul-dataplane']);
     const rendered = env(container(pod, 'consul-connect-inject-init'), 'CONSUL_REDIRECT_TRAFFIC_CONFIG')!;
@@ -288,7 +288,7 @@ describe('Consul stand-in (control-plane/connect-inject/webhook)', () => {
     later.metadata!.annotations![PORTS] = '9999';
     const again = await admit(consul, later);
     expect(again.ops).toBe(0);
-    expect(again.response.result?.message).toBe('Pod web-1 does not require injection');
+    expect(again.response.status?.message).toBe('Pod web-1 does not require injection');
     expect(env(container(again.pod, 'consul-connect-inject-init'), 'CONSUL_REDIRECT_TRAFFIC_CONFIG')).toBe(GO_NULLS);
   });
 
@@ -354,7 +354,7 @@ describe('Consul stand-in (control-plane/connect-inject/webhook)', () => {
     const response = await post(consul, review(appPod(annotations)));
     expect(response.allowed).toBe(false);
     expect(response.patch).toBeUndefined();
-    expect(response.result).toEqual({ code: 500, message });
+    expect(response.status).toEqual({ code: 500, message });
   });
 
   it('empty metrics annotations mean the default; no connect-inject annotation and connectInject.default false: untouched', async () => {

@@ -53,7 +53,8 @@ export interface AdmissionResponse {
   allowed: boolean;
   patchType?: 'JSONPatch';
   patch?: string;
-  result?: { code: number; message: string };
+  /** AdmissionResponse.Result, whose JSON name is "status" (k8s.io/api admission/v1 types.go). */
+  status?: { code: number; message: string };
 }
 
 export interface StandIn {
@@ -77,9 +78,9 @@ type Handler = (request: AdmissionRequest) => Answer | Promise<Answer>;
 
 /** The JSONPatch from the received object to the mutated one, as both peers make it (jsonpatch.CreatePatch). */
 function respond(request: AdmissionRequest, answer: Answer): AdmissionResponse {
-  if (!answer.allowed) return { uid: request.uid, allowed: false, result: { code: answer.code, message: answer.message } };
+  if (!answer.allowed) return { uid: request.uid, allowed: false, status: { code: answer.code, message: answer.message } };
   const ops = answer.mutated === undefined ? [] : jsonpatch.compare(request.object as object, answer.mutated as object);
-  const base: AdmissionResponse = { uid: request.uid, allowed: true, ...(answer.message ? { result: { code: 200, message: answer.message } } : {}) };
+  const base: AdmissionResponse = { uid: request.uid, allowed: true, ...(answer.message ? { status: { code: 200, message: answer.message } } : {}) };
   return ops.length ? { ...base, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') } : base;
 }
 
@@ -128,7 +129,7 @@ async function serve(
           response = respond(request, await handler(structuredClone(request)));
         } catch (e) {
           // A stand-in bug must show up in the test, not as a silently admitted pod.
-          response = { uid: request.uid, allowed: false, result: { code: 500, message: `stand-in failed: ${(e as Error).message}` } };
+          response = { uid: request.uid, allowed: false, status: { code: 500, message: `stand-in failed: ${(e as Error).message}` } };
         }
         responses.push(response);
         res.writeHead(200, { 'content-type': 'application/json' });
