@@ -6,19 +6,15 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { istioCniNodePod, repoRoot } from '../support/review.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
 import { startMeshGuard, type MeshGuard } from './support/mesh-guard.js';
 import { annotations, createPod, eventually, setNamespaceLabels } from './support/pods.js';
 import { startRecorder, type Recorder } from './support/recorder.js';
-import {
-  apply,
-  consulWebhookConfiguration,
-  deleteWebhookConfiguration,
-  dynatraceWebhookConfiguration,
-  istioWebhookConfiguration,
-} from './support/webhooks.js';
+import { consulWebhookConfiguration, dynatraceWebhookConfiguration } from './support/peers.js';
+import { apply, deleteWebhookConfiguration, istioWebhookConfiguration } from './support/webhooks.js';
 
 const DT_NS = { 'dynakube.internal.dynatrace.com/instance': 'dk' };
 const OPTED_OUT = 'oneagent.dynatrace.com/inject';
@@ -34,6 +30,16 @@ const scrapePod = (namespace: string) => ({
   spec: { containers: [{ name: 'app', image: 'acme/app:1' }] },
 });
 const PROM_PORT = 'prometheus.io/port';
+
+/**
+ * Found against the real v1.36.3 API server: with the chart's admissionReviewVersions
+ * ["v1beta1", "v1"] it picks v1beta1 and fails every call ("converting (v1.AdmissionReview) to
+ * (v1beta1.AdmissionReview): unknown conversion"), and Consul's failurePolicy Fail then rejects the
+ * pod. Until that is settled (issue for the lead), the order test offers v1 only.
+ */
+function consulV1Only(mwc: V1MutatingWebhookConfiguration): V1MutatingWebhookConfiguration {
+  return { ...mwc, webhooks: mwc.webhooks?.map((w) => ({ ...w, admissionReviewVersions: ['v1'] })) };
+}
 
 describe('mesh-guard behind a real kube-apiserver', () => {
   let cp: ControlPlane;
@@ -118,10 +124,11 @@ describe('mesh-guard behind a real kube-apiserver', () => {
       );
     beforeAll(async () => {
       rec = await startRecorder(await cp.issueServingCert());
+      const caBundle = Buffer.from(cp.caPem).toString('base64');
       await apply(cp.kc, [
-        dynatraceWebhookConfiguration(`${rec.url}/dynatrace`, cp.caPem),
+        dynatraceWebhookConfiguration(`${rec.url}/dynatrace/inject`, caBundle),
         istioWebhookConfiguration(`${rec.url}/istio`, cp.caPem),
-        consulWebhookConfiguration(`${rec.url}/consul`, cp.caPem),
+        consulV1Only(consulWebhookConfiguration(`${rec.url}/consul/mutate`, caBundle)),
       ]);
     });
     afterAll(async () => {
@@ -149,7 +156,10 @@ describe('mesh-guard behind a real kube-apiserver', () => {
       expect(out).toMatch(/ok\s+order\s+0-mesh-guard runs before consul-consul-connect-injector, dynatrace-webhook, istio-sidecar-injector/);
     });
 
-    it('audit reads the live pods', async () => {
+    it('audit finds the node-agent pod that was created while mesh-guard was down', async () => {
+      await mg.stop();
+      await createPod(cp, cniPod());
+      await mg.start();
       const { code, out } = await cli('audit', '-n', 'istio-system', '-o', 'json');
       expect(code, out).not.toBe(2);
       const report = JSON.parse(out) as Record<string, unknown>;

@@ -1,6 +1,7 @@
 /**
  * What the end-to-end suite installs into the real API server: the shipped deploy/base, and the peer
- * webhooks' MutatingWebhookConfigurations under their real names and selectors.
+ * Istio webhooks' MutatingWebhookConfiguration under its real name and selectors (Dynatrace's and
+ * Consul's come with their stand-ins: peers.ts).
  *
  * deploy/base goes in unchanged through server-side apply, so the API server validates every shipped
  * manifest (a Deployment is stored although no controller runs it). The only edit is the one a
@@ -46,7 +47,7 @@ export function meshGuardWebhookConfiguration(baseUrl: string, caPem: string): O
   return mwc;
 }
 
-export async function apply(kc: KubeConfig, objects: readonly Obj[]): Promise<void> {
+export async function apply(kc: KubeConfig, objects: readonly KubernetesObject[]): Promise<void> {
   const api = KubernetesObjectApi.makeApiClient(kc);
   for (const o of objects) await api.patch(o, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
 }
@@ -67,30 +68,6 @@ function mwc(name: string, webhooks: Array<Record<string, unknown>>, url: string
     metadata: { name },
     webhooks: webhooks.map((w) => ({ sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: { url, caBundle }, ...w })),
   };
-}
-
-/**
- * Dynatrace operator's pod webhook as its Helm chart renders it (../shared/research/dynatrace.md §"field"
- * table; Dynatrace/dynatrace-operator config/helm/chart/default/templates/Common/webhook/
- * mutatingwebhookconfiguration.yaml). Its namespace webhook (webhook.ns.dynatrace.com, /label-ns) is
- * left out: the stand-in does not label namespaces, the tests do.
- */
-export function dynatraceWebhookConfiguration(baseUrl: string, caPem: string): Obj {
-  return mwc(
-    'dynatrace-webhook',
-    [
-      {
-        name: 'webhook.pod.dynatrace.com',
-        rules: [{ ...podRule, scope: 'Namespaced' }],
-        namespaceSelector: { matchExpressions: [{ key: 'dynakube.internal.dynatrace.com/instance', operator: 'Exists' }] },
-        failurePolicy: 'Ignore',
-        reinvocationPolicy: 'IfNeeded',
-        timeoutSeconds: 10,
-      },
-    ],
-    `${baseUrl}/inject`,
-    caPem,
-  );
 }
 
 /**
@@ -131,33 +108,6 @@ export function istioWebhookConfiguration(baseUrl: string, caPem: string, reinvo
       },
     ],
     `${baseUrl}/inject`,
-    caPem,
-  );
-}
-
-/**
- * Consul's connect-injector pod webhook for Helm release "consul" (../shared/research/consul.md;
- * hashicorp/consul-k8s charts/consul/templates/connect-inject-mutatingwebhookconfiguration.yaml):
- * failurePolicy Fail, no reinvocationPolicy (Never), no timeoutSeconds, the chart's default selectors.
- */
-export function consulWebhookConfiguration(baseUrl: string, caPem: string): Obj {
-  return mwc(
-    'consul-consul-connect-injector',
-    [
-      {
-        name: 'consul-consul-connect-injector.consul.hashicorp.com',
-        rules: [podRule],
-        failurePolicy: 'Fail',
-        objectSelector: { matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['consul'] }] },
-        namespaceSelector: {
-          matchExpressions: [
-            { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'local-path-storage', 'openebs', 'gmp-system', 'gke-managed-cim'] },
-            { key: 'openshift.io/cluster-monitoring', operator: 'DoesNotExist' },
-          ],
-        },
-      },
-    ],
-    `${baseUrl}/mutate`,
     caPem,
   );
 }
