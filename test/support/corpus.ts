@@ -62,25 +62,35 @@ export function pinnedIstioVersion(): string {
   return m[1]!;
 }
 
-let moduleDir: string | null | undefined;
-/** pkg/kube/inject/testdata/inject of the pinned istio.io/istio in the Go module cache, if it is there. */
-export function moduleTestdata(): string | undefined {
-  if (moduleDir === undefined) {
-    moduleDir = null;
-    try {
-      const out = execFileSync('go', ['mod', 'download', '-json', `istio.io/istio@${pinnedIstioVersion()}`], {
-        cwd: injectorModule,
-        env: { ...process.env, GOPROXY: 'off', GOFLAGS: '-mod=mod' },
-        stdio: ['ignore', 'pipe', 'ignore'],
-        timeout: 30_000,
-      });
-      const dir = path.join((JSON.parse(out.toString('utf8')) as { Dir?: string }).Dir ?? '', 'pkg/kube/inject/testdata/inject');
-      if (fs.existsSync(dir)) moduleDir = dir;
-    } catch {
-      // No go, or not in the cache (go mod download exits non-zero with GOPROXY=off): ../shared it is.
-    }
+/**
+ * The root of the pinned istio.io/istio in the Go module cache, from `go mod download -json` run in the
+ * injector's module. offline (GOPROXY=off) only reads the cache; otherwise go may download it. Undefined
+ * where go is missing or the module cannot be had.
+ */
+export function istioModuleDir(opts: { offline: boolean }): string | undefined {
+  try {
+    const out = execFileSync('go', ['mod', 'download', '-json', `istio.io/istio@${pinnedIstioVersion()}`], {
+      cwd: injectorModule,
+      env: opts.offline ? { ...process.env, GOPROXY: 'off' } : process.env,
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: opts.offline ? 30_000 : 600_000,
+    });
+    const dir = (JSON.parse(out.toString('utf8')) as { Dir?: string }).Dir;
+    return dir && fs.existsSync(dir) ? dir : undefined;
+  } catch {
+    return undefined; // no go, or (offline) not in the cache: go mod download exits non-zero
   }
-  return moduleDir ?? undefined;
+}
+
+let testdataDir: string | null | undefined;
+/** pkg/kube/inject/testdata/inject of the pinned istio.io/istio, if the module cache has it. */
+export function moduleTestdata(): string | undefined {
+  if (testdataDir === undefined) {
+    const dir = istioModuleDir({ offline: true });
+    const testdata = dir && path.join(dir, 'pkg/kube/inject/testdata/inject');
+    testdataDir = testdata && fs.existsSync(testdata) ? testdata : null;
+  }
+  return testdataDir ?? undefined;
 }
 
 /** The file for a corpus path such as `istio-inject/hello.yaml`, or undefined where neither place has it. */

@@ -35,6 +35,7 @@ import (
 	"istio.io/istio/pkg/config/mesh/meshwatcher"
 	"istio.io/istio/pkg/kube/inject"
 	"istio.io/istio/pkg/kube/multicluster"
+	istiolog "istio.io/istio/pkg/log"
 )
 
 func main() {
@@ -46,6 +47,12 @@ func main() {
 	native := flag.Bool("native-sidecars", true, "ENABLE_NATIVE_SIDECARS: istio-proxy as a native sidecar (init container with restartPolicy Always); "+
 		"Istio 1.27+ on kubelets >= 1.33 decides so on its own (auto); there are no nodes here to ask")
 	flag.Parse()
+	// Istio logs to stdout by default; stdout carries only the listening line.
+	logOptions := istiolog.DefaultOptions()
+	logOptions.OutputPaths, logOptions.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	if err := istiolog.Configure(logOptions); err != nil {
+		log.Fatal(err)
+	}
 	if *certFile == "" || *keyFile == "" || *manifests == "" {
 		log.Fatal("-tls-cert, -tls-key and -manifests are required")
 	}
