@@ -4,11 +4,11 @@
  * into the agent's :15020/stats/prometheus with the app endpoint kept in ISTIO_PROMETHEUS_ANNOTATIONS
  * (pkg/kube/inject/webhook.go applyPrometheusMerge). It also records what it was shown.
  */
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import jsonpatch from 'fast-json-patch';
 import { httpsRequest } from '../support/process.js';
+import { review } from '../support/review.js';
 import { startIstioInjector, type IstioInjector } from './support/istio-injector.js';
 
 function plainPod(annotations?: Record<string, string>): V1Pod {
@@ -22,22 +22,9 @@ function plainPod(annotations?: Record<string, string>): V1Pod {
 
 /** Posts the pod to /inject as the API server does and returns the pod with Istio's patch applied. */
 async function inject(injector: IstioInjector, pod: V1Pod): Promise<V1Pod> {
-  const uid = randomUUID();
-  const review = {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid,
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: pod.metadata?.namespace,
-      operation: 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-      object: pod,
-      dryRun: false,
-    },
-  };
-  const res = await httpsRequest({ port: Number(new URL(injector.url).port), ca: injector.caPem, method: 'POST', path: '/inject', body: JSON.stringify(review) });
+  const body = review(pod, { userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' } });
+  const uid = (body.request as { uid: string }).uid;
+  const res = await httpsRequest({ port: Number(new URL(injector.url).port), ca: injector.caPem, method: 'POST', path: '/inject', body: JSON.stringify(body) });
   expect(res.status).toBe(200);
   const response = (JSON.parse(res.body) as { response: { uid: string; allowed: boolean; patch?: string; patchType?: string } }).response;
   expect(response).toMatchObject({ uid, allowed: true, patchType: 'JSONPatch' });

@@ -31,7 +31,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import jsonpatch from 'fast-json-patch';
-import { generate } from 'selfsigned';
+import { selfSignedCert } from './tls.js';
 
 /** A stored object: anything with metadata. */
 export interface KubeObject {
@@ -145,28 +145,6 @@ class HttpError extends Error {
   ) {
     super(message);
   }
-}
-
-let certPromise: Promise<{ key: string; cert: string }> | undefined;
-/** One self-signed certificate per test process (key generation is the slow part). */
-function selfSignedCert(): Promise<{ key: string; cert: string }> {
-  certPromise ??= generate([{ name: 'commonName', value: 'fake-apiserver' }], {
-    keySize: 2048,
-    algorithm: 'sha256',
-    extensions: [
-      { name: 'basicConstraints', cA: true },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, keyCertSign: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [
-          { type: 2, value: 'localhost' },
-          { type: 7, ip: '127.0.0.1' },
-        ],
-      },
-    ],
-  }).then((p) => ({ key: p.private, cert: p.cert }));
-  return certPromise;
 }
 
 const clone = <T>(v: T): T => structuredClone(v);

@@ -11,9 +11,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { generate } from 'selfsigned';
 import { istioModuleDir, pinnedIstioVersion } from '../../support/corpus.js';
 import { repoRoot } from '../../support/review.js';
+import { selfSignedCert } from '../../support/tls.js';
 
 export const ISTIO_INJECTOR_BIN = path.join(repoRoot, '.build/bin/istio-injector');
 
@@ -45,25 +45,12 @@ export interface IstioInjector {
   stop(): Promise<void>;
 }
 
-async function selfSigned(): Promise<{ cert: string; key: string; ca: string }> {
-  const pems = await generate([{ name: 'commonName', value: 'istiod.istio-system.svc' }], {
-    keySize: 2048,
-    algorithm: 'sha256',
-    extensions: [
-      { name: 'basicConstraints', cA: true },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, keyCertSign: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] },
-    ],
-  });
-  return { cert: pems.cert, key: pems.private, ca: pems.cert };
-}
-
 export async function startIstioInjector(opts: IstioInjectorOptions = {}): Promise<IstioInjector> {
   if (!fs.existsSync(ISTIO_INJECTOR_BIN)) throw new Error(`${ISTIO_INJECTOR_BIN} is missing: run npm run build:go`);
   const moduleDir = istioModuleDir({ offline: false });
   if (!moduleDir) throw new Error(`istio.io/istio@${pinnedIstioVersion()} not found with go mod download -json`);
-  const tls = opts.tls ?? (await selfSigned());
+  const own = await selfSignedCert();
+  const tls = opts.tls ?? { ...own, ca: own.cert };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'istio-injector-'));
   const files = { cert: path.join(dir, 'tls.crt'), key: path.join(dir, 'tls.key'), record: path.join(dir, 'requests.jsonl') };
   fs.writeFileSync(files.cert, tls.cert);
