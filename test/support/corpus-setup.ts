@@ -7,9 +7,10 @@ import { corpusRequired, missingCorpus, pinnedIstioVersion } from './corpus.js';
 export default function setup(): void {
   const missing = missingCorpus();
   if (missing.length === 0) return;
-  const line =
-    `corpus: ${missing.join(', ')} not found, tests that read it are skipped; get istio-inject into the Go module cache ` +
-    `with \`npm run build:go\` (istio.io/istio@${pinnedIstioVersion()}), or put ../shared (corpus/) beside the repo for all of it`;
+  const where = missing.includes('istio-inject')
+    ? `\`npm run build:go\` puts istio-inject into the Go module cache (istio.io/istio@${pinnedIstioVersion()}); ../shared beside the repo has all of it`
+    : 'put ../shared (its corpus/) beside the repo';
+  const line = `corpus: ${missing.join(', ')} not found, tests that read it are skipped; ${where}`;
   if (corpusRequired) throw new Error(`${line.replace('are skipped', 'cannot run')} (CI=${process.env.CI}: a missing corpus fails)`);
   console.log(line);
 }
