@@ -324,6 +324,7 @@ describe('mesh-guard, Consul, Dynatrace and the real Istio injector in one API s
     }
     // Istio was shown what the user wrote plus Dynatrace's own keys, none of mesh-guard's.
     const toIstio = shownToIstio(name)!;
+    expect(annotations(toIstio)).toMatchObject(written.metadata!.annotations!);
     const dynatraceKeys = Object.keys(annotations(toIstio)).filter((k) => !(k in written.metadata!.annotations!));
     expect(dynatraceKeys.every((k) => /dynatrace\.com\//.test(k))).toBe(true);
     expect(toIstio.metadata!.labels).toEqual(written.metadata!.labels);
