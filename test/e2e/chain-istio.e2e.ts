@@ -6,7 +6,7 @@
  * it and what the peer that matters was shown; the API server's audit log says which webhook it
  * called in which round and with which patch.
  */
-import { CoreV1Api, KubernetesObjectApi, PatchStrategy, SchedulingV1Api, type V1Container, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubernetesObjectApi, PatchStrategy, SchedulingV1Api, type V1Container, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SKIP_ANNOTATION } from '../../src/admission/annotations.js';
 import { POD_AUDIT_POLICY, podEvents, webhookCalls, type WebhookCall } from './support/audit.js';
@@ -20,12 +20,6 @@ import { apply, istioWebhookConfiguration } from './support/webhooks.js';
 const DT_NS = { 'dynakube.internal.dynatrace.com/instance': 'dynakube' };
 const MESH_GUARD = '0-mesh-guard';
 const MERGED = { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/stats/prometheus' };
-
-/** The v1 review only: the chart's [v1beta1, v1] fails against this API server build (controlplane.e2e.ts). */
-const v1Only = (mwc: V1MutatingWebhookConfiguration): V1MutatingWebhookConfiguration => ({
-  ...mwc,
-  webhooks: mwc.webhooks?.map((w) => ({ ...w, admissionReviewVersions: ['v1'] })),
-});
 
 /**
  * A pod of the Dynatrace CSI driver DaemonSet as the Helm chart renders it (dynatrace.md §3;
@@ -182,7 +176,7 @@ describe('mesh-guard, Consul, Dynatrace and the real Istio injector in one API s
     dt = await startDynatrace({ tls });
     consul = await startConsul({ tls });
     istio = await startIstioInjector({ tls: { cert: tls.cert, key: tls.key, ca: tls.caPem } });
-    await apply(cp.kc, [dt.webhookConfiguration(), v1Only(consul.webhookConfiguration()), istioWebhookConfiguration(istio.url, cp.caPem)]);
+    await apply(cp.kc, [dt.webhookConfiguration(), consul.webhookConfiguration(), istioWebhookConfiguration(istio.url, cp.caPem)]);
     // The API server's webhook manager picks new configurations up asynchronously: wait until a pod reaches all three.
     let probe = 0;
     await eventually('all three peers called', 30_000, async () => {
