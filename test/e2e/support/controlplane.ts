@@ -232,7 +232,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     '--bind-address=127.0.0.1',
     `--secure-port=${apiPort}`,
     `--etcd-servers=${etcdUrl}`,
-    '--service-cluster-ip-range=10.0.0.0/24',
+    // Dual-stack, as the clusters whose ActiveGate Services have an IPv4 and an IPv6 ClusterIP;
+    // a Service without ipFamilyPolicy still gets one IPv4 address.
+    '--service-cluster-ip-range=10.0.0.0/24,fd00:10::/108',
     '--allow-privileged=true',
     '--authorization-mode=RBAC',
     '--endpoint-reconciler-type=none',

@@ -8,9 +8,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
 import { freePort, spawnServer, waitReady, type ServerProcess } from '../../support/process.js';
 import type { ControlPlane } from './controlplane.js';
+import { serviceAccountToken, tokenKubeconfig } from './users.js';
 import { applyDeployBase } from './webhooks.js';
 
 export interface MeshGuard {
@@ -29,34 +29,6 @@ export interface MeshGuard {
 export interface MeshGuardOptions {
   /** Extra config YAML, appended to the server section written here (top-level keys only). */
   readonly configYaml?: string;
-}
-
-/** A kubeconfig with a bound token of ServiceAccount mesh-guard/mesh-guard (TokenRequest API). */
-async function serviceAccountKubeconfig(cp: ControlPlane, dir: string): Promise<string> {
-  const core = cp.kc.makeApiClient(CoreV1Api);
-  const tr = await core.createNamespacedServiceAccountToken({
-    name: 'mesh-guard',
-    namespace: 'mesh-guard',
-    body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
-  });
-  const file = path.join(dir, 'kubeconfig');
-  const lines = [
-    'apiVersion: v1',
-    'kind: Config',
-    'clusters:',
-    '- name: e2e',
-    `  cluster: {server: "${cp.url}", certificate-authority-data: ${Buffer.from(cp.caPem).toString('base64')}}`,
-    'users:',
-    '- name: mesh-guard',
-    `  user: {token: "${tr.status!.token}"}`,
-    'contexts:',
-    '- name: e2e',
-    '  context: {cluster: e2e, user: mesh-guard, namespace: mesh-guard}',
-    'current-context: e2e',
-    '',
-  ];
-  fs.writeFileSync(file, lines.join('\n'), { mode: 0o600 });
-  return file;
 }
 
 /** Applies deploy/base (webhook pointed at a free loopback port), then starts mesh-guard there. */
@@ -82,7 +54,7 @@ export async function startMeshGuard(cp: ControlPlane, opts: MeshGuardOptions = 
       '',
     ].join('\n'),
   );
-  const kubeconfig = await serviceAccountKubeconfig(cp, dir);
+  const kubeconfig = tokenKubeconfig(cp, await serviceAccountToken(cp, 'mesh-guard', 'mesh-guard'), dir, 'mesh-guard', 'mesh-guard');
   const all: ServerProcess[] = [];
   let current: ServerProcess | undefined;
   const runDir = process.env.MESH_GUARD_E2E_RUN_DIR;
