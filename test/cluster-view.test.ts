@@ -1,17 +1,20 @@
 /**
- * The informer-backed cluster view against the in-test API server, through the real
- * @kubernetes/client-node (no mocks). Timing assertions are only generous "does not hang" bounds.
+ * The informer-backed cluster view under faults a real API server does not produce on demand,
+ * through the real @kubernetes/client-node against test/support/fake-apiserver.ts: 410 Gone, a
+ * dropped watch, stalled and slow answers, objects changed while the server is down; plus the
+ * view without any cluster. Everything a working API server does (list/watch, labels, ClusterIPs,
+ * 404s, TLS and tokens, a real outage) is tested against kube-apiserver in
+ * test/e2e/cluster-view.e2e.ts. Timing assertions are only generous "does not hang" bounds.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
+import { KubeConfig, type V1Service } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createClusterView, SYNCED_METRIC, type ClusterViewTiming } from '../src/cluster/kube-view.js';
+import { clusterIPsOf, createClusterView, SYNCED_METRIC, type ClusterViewTiming } from '../src/cluster/kube-view.js';
 import { offlineClusterView, type ClusterView } from '../src/cluster/view.js';
 import { defaultConfig, type Config } from '../src/config/schema.js';
-import { FakeApiServer, kubeconfigFor } from './support/fake-apiserver.js';
+import { FakeApiServer } from './support/fake-apiserver.js';
+import { freePort } from './support/process.js';
 
 const AG_LABELS = { 'app.kubernetes.io/component': 'activegate', 'app.kubernetes.io/name': 'dynatrace-operator' };
 const FAST: Partial<ClusterViewTiming> = { backoffInitialMs: 50, backoffMaxMs: 400, degradeAfterMs: 300, listTimeoutMs: 1_000 };
@@ -42,22 +45,14 @@ async function waitFor(cond: () => boolean | Promise<boolean>, what: string, tim
   throw new Error(`timed out waiting for: ${what}`);
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
+/** A namespace and an ActiveGate Service: both informers have something to list and watch. */
 function seed(server: FakeApiServer): void {
   server.create('namespaces', { metadata: { name: 'app', labels: { 'istio-injection': 'enabled' } } });
   server.create('namespaces', { metadata: { name: 'dynatrace' } });
   server.create('services', {
-    metadata: { name: 'dk-activegate', namespace: 'dynatrace', labels: { ...AG_LABELS, 'app.kubernetes.io/created-by': 'dk' } },
-    spec: { type: 'ClusterIP', clusterIP: '10.96.0.50', clusterIPs: ['10.96.0.50', 'fd00:10:96::50'], ports: [{ name: 'https', port: 443, targetPort: 'https' }] },
+    metadata: { name: 'dk-activegate', namespace: 'dynatrace', labels: AG_LABELS },
+    spec: { type: 'ClusterIP', clusterIP: '10.96.0.50', clusterIPs: ['10.96.0.50'], ports: [{ name: 'https', port: 443, targetPort: 'https' }] },
   });
-  // Same labels, headless: never counts.
-  server.create('services', {
-    metadata: { name: 'dk-activegate-headless', namespace: 'dynatrace', labels: AG_LABELS },
-    spec: { clusterIP: 'None', clusterIPs: ['None'] },
-  });
-  // Not an ActiveGate Service.
-  server.create('services', { metadata: { name: 'web', namespace: 'app', labels: { app: 'web' } }, spec: { clusterIP: '10.96.0.99' } });
 }
 
 let server: FakeApiServer | undefined;
@@ -70,13 +65,13 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function startView(opts: { cfg?: Partial<Config['cluster']>; timing?: Partial<ClusterViewTiming>; seedData?: boolean } = {}) {
+async function startView(opts: { cfg?: Partial<Config['cluster']> } = {}) {
   server = await FakeApiServer.start();
-  if (opts.seedData ?? true) seed(server);
+  seed(server);
   const { log, lines } = capture();
   const registry = new Registry();
-  view = createClusterView(clusterCfg(opts.cfg), { log, registry, kubeConfig: server.kubeConfig(), timing: { ...FAST, ...opts.timing } });
-  return { server, view, log, lines, registry };
+  view = createClusterView(clusterCfg(opts.cfg), { log, registry, kubeConfig: server.kubeConfig(), timing: FAST });
+  return { server, view, lines, registry };
 }
 
 async function gaugeValue(registry: Registry): Promise<number | undefined> {
@@ -86,71 +81,15 @@ async function gaugeValue(registry: Registry): Promise<number | undefined> {
   return v.values[0]?.value;
 }
 
-describe('cluster view (informers against the in-test API server)', () => {
-  it('syncs, answers namespace labels from memory and sees a label change without a restart', async () => {
-    const { server, view, registry, lines } = await startView();
+describe('cluster view under API server faults (fake API server)', () => {
+  it('a namespace created after the sync arrives through the watch, while live GETs for it stall', async () => {
+    const { server, view, lines } = await startView();
     await view.ready();
-    expect(view.state).toBe('synced');
-    expect(await gaugeValue(registry)).toBe(1);
-    expect(await view.namespaceLabels('app')).toEqual({ state: 'known', labels: { 'istio-injection': 'enabled' } });
-    expect(await view.namespaceLabels('dynatrace')).toEqual({ state: 'known', labels: {} });
-
-    server.setLabels('namespaces', undefined, 'app', { 'istio-injection': null, 'istio.io/rev': 'canary' });
-    await waitFor(async () => {
-      const a = await view.namespaceLabels('app');
-      return a.state === 'known' && a.labels['istio.io/rev'] === 'canary';
-    }, 'label change');
-    expect(await view.namespaceLabels('app')).toEqual({ state: 'known', labels: { 'istio.io/rev': 'canary' } });
-
-    // A namespace created later arrives through the watch: live GETs for it never answer here.
     server.setDelay(60_000, (r) => r.path === '/api/v1/namespaces/late');
     server.create('namespaces', { metadata: { name: 'late', labels: { 'dynakube.internal.dynatrace.com/instance': 'dk' } } });
     await waitFor(async () => (await view.namespaceLabels('late')).state === 'known', 'new namespace');
     server.setDelay(0);
     expect(lines.filter((l) => l.level >= 40)).toHaveLength(0);
-  });
-
-  it('sends list and watch requests the way the real API server expects', async () => {
-    const { server, view } = await startView({ cfg: { activeGateNamespace: 'dynatrace' } });
-    await view.ready();
-    const svc = server.requests.filter((r) => r.path === '/api/v1/namespaces/dynatrace/services');
-    const list = svc.find((r) => !r.watch);
-    const watch = svc.find((r) => r.watch);
-    expect(list?.query['labelSelector']).toBe(defaultConfig.cluster.activeGateLabelSelector);
-    expect(watch?.query['labelSelector']).toBe(defaultConfig.cluster.activeGateLabelSelector);
-    expect(watch?.query['resourceVersion']).toMatch(/^\d+$/);
-    expect(watch?.query['allowWatchBookmarks']).toBe('true');
-    expect(Number(watch?.query['timeoutSeconds'])).toBeGreaterThanOrEqual(300);
-    expect(view.activeGateServiceIPs()).toEqual(['10.96.0.50', 'fd00:10:96::50']);
-  });
-
-  it('tracks ActiveGate Services: add, ClusterIP change, IPv6, None excluded, delete', async () => {
-    const { server, view } = await startView();
-    await view.ready();
-    expect(view.activeGateServiceIPs()).toEqual(['10.96.0.50', 'fd00:10:96::50']);
-
-    server.create('services', {
-      metadata: { name: 'other-activegate', namespace: 'dt2', labels: AG_LABELS },
-      spec: { clusterIP: '10.96.1.7' }, // only the singular field (older objects)
-    });
-    await waitFor(() => view.activeGateServiceIPs()?.includes('10.96.1.7') === true, 'added service');
-    // Ordered by namespace/name: dt2 < dynatrace.
-    expect(view.activeGateServiceIPs()).toEqual(['10.96.1.7', '10.96.0.50', 'fd00:10:96::50']);
-
-    server.modify('services', 'dynatrace', 'dk-activegate', (s) => {
-      (s as unknown as { spec: Record<string, unknown> }).spec = { clusterIP: 'fd00:10:96::77', clusterIPs: ['fd00:10:96::77', '10.96.0.77'] };
-    });
-    await waitFor(() => view.activeGateServiceIPs()?.includes('fd00:10:96::77') === true, 'changed ClusterIP');
-    expect(view.activeGateServiceIPs()).toEqual(['10.96.1.7', 'fd00:10:96::77', '10.96.0.77']);
-
-    // Losing the labels removes it from the selection (the watch sends DELETED).
-    server.setLabels('services', 'dt2', 'other-activegate', { 'app.kubernetes.io/component': null });
-    await waitFor(() => view.activeGateServiceIPs()?.length === 2, 'label removed');
-
-    server.delete('services', 'dynatrace', 'dk-activegate');
-    await waitFor(() => view.activeGateServiceIPs()?.length === 0, 'deleted service');
-    expect(view.activeGateServiceIPs()).toEqual([]);
-    expect(view.state).toBe('synced');
   });
 
   it('relists after 410 Gone and stays synced', async () => {
@@ -198,17 +137,6 @@ describe('cluster view (informers against the in-test API server)', () => {
     await waitFor(() => view.state === 'synced', 'synced');
   });
 
-  it('answers a miss with one live GET: 404 becomes absent and is cached', async () => {
-    const { server, view } = await startView();
-    await view.ready();
-    server.requests.length = 0;
-    const [a, b] = await Promise.all([view.namespaceLabels('nope'), view.namespaceLabels('nope')]);
-    expect(a).toEqual({ state: 'absent' });
-    expect(b).toEqual({ state: 'absent' });
-    expect(await view.namespaceLabels('nope')).toEqual({ state: 'absent' });
-    expect(server.requests.filter((r) => r.path === '/api/v1/namespaces/nope')).toHaveLength(1);
-  });
-
   it('answers a miss from a live GET when the informer has not seen the namespace yet', async () => {
     const { server, view } = await startView();
     await view.ready();
@@ -238,38 +166,6 @@ describe('cluster view (informers against the in-test API server)', () => {
     expect(server.requests.filter((r) => r.path === '/api/v1/namespaces/slow')).toHaveLength(1);
   });
 
-  it('API server down: serves cached answers, degrades with one warning, recovers to synced', async () => {
-    const { server, view, lines, registry } = await startView();
-    await view.ready();
-    expect(view.state).toBe('synced');
-
-    await server.stop();
-    await waitFor(() => view.state === 'degraded', 'degraded');
-    expect(await gaugeValue(registry)).toBe(0);
-    // Several retries fail meanwhile; still one warning.
-    await sleep(700);
-    const t0 = Date.now();
-    expect(await view.namespaceLabels('app')).toEqual({ state: 'known', labels: { 'istio-injection': 'enabled' } });
-    expect(view.activeGateServiceIPs()).toEqual(['10.96.0.50', 'fd00:10:96::50']);
-    const miss = await view.namespaceLabels('never-seen');
-    expect(miss.state).toBe('unknown');
-    expect(Date.now() - t0).toBeLessThan(1_500);
-    const warnings = lines.filter((l) => l.level === 40);
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]?.clusterView).toBe('degraded');
-
-    server.setLabels('namespaces', undefined, 'app', { during: 'outage' });
-    await server.start();
-    await waitFor(() => view.state === 'synced', 'synced again');
-    expect(await gaugeValue(registry)).toBe(1);
-    await waitFor(async () => {
-      const a = await view.namespaceLabels('app');
-      return a.state === 'known' && a.labels['during'] === 'outage';
-    }, 'change made during the outage');
-    expect(lines.filter((l) => l.level === 40)).toHaveLength(1);
-    expect(lines.filter((l) => l.clusterView === 'synced')).toHaveLength(2);
-  });
-
   it('ready() resolves after the bounded wait when the first sync cannot finish, then recovers', async () => {
     server = await FakeApiServer.start();
     seed(server);
@@ -287,11 +183,17 @@ describe('cluster view (informers against the in-test API server)', () => {
     await waitFor(() => view!.state === 'synced', 'synced after slow start');
     expect(await view.namespaceLabels('app')).toMatchObject({ state: 'known' });
   });
+});
 
-  it('ready() never rejects and close() is idempotent even when nothing listens', async () => {
-    server = await FakeApiServer.start();
-    const kc = server.kubeConfig();
-    await server.close();
+describe('cluster view without an API server', () => {
+  it('ready() never rejects and close() is idempotent when nothing listens', async () => {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: `http://127.0.0.1:${await freePort()}`, skipTLSVerify: true }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
+      currentContext: 'ctx',
+    });
     const { log } = capture();
     view = createClusterView(clusterCfg({ syncTimeoutMs: 200 }), { log, registry: new Registry(), kubeConfig: kc, timing: FAST });
     await view.ready();
@@ -300,36 +202,6 @@ describe('cluster view (informers against the in-test API server)', () => {
     expect((await view.namespaceLabels('x')).state).toBe('unknown');
     await view.close();
     await view.close();
-  });
-
-  it('connects through KUBECONFIG', async () => {
-    server = await FakeApiServer.start();
-    seed(server);
-    const { log, lines } = capture();
-    view = createClusterView(clusterCfg(), { log, registry: new Registry(), env: { KUBECONFIG: kubeconfigFor(server) }, timing: FAST });
-    await view.ready();
-    expect(view.state).toBe('synced');
-    expect(lines[0]?.msg).toMatch(/KUBECONFIG/);
-  });
-
-  it('connects in-cluster over HTTPS with the service-account token and CA', async () => {
-    server = await FakeApiServer.start({ tls: true, token: 'test-token' });
-    seed(server);
-    const saDir = mkdtempSync(path.join(tmpdir(), 'sa-'));
-    writeFileSync(path.join(saDir, 'token'), 'test-token');
-    writeFileSync(path.join(saDir, 'ca.crt'), server.caCert!);
-    const { log } = capture();
-    view = createClusterView(clusterCfg(), {
-      log,
-      registry: new Registry(),
-      env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(server.port) },
-      serviceAccountDir: saDir,
-      timing: FAST,
-    });
-    await view.ready();
-    expect(view.state).toBe('synced');
-    expect(server.requests.every((r) => r.authorization === 'Bearer test-token')).toBe(true);
-    expect(await view.namespaceLabels('nope')).toEqual({ state: 'absent' });
   });
 
   it('without any cluster it is the offline view, announced in exactly one info line', async () => {
@@ -353,29 +225,20 @@ describe('cluster view (informers against the in-test API server)', () => {
       expect(await v.namespaceLabels('x')).toMatchObject({ state: 'unknown' });
     }
   });
+});
 
-  it('a second view on the same registry replaces the gauge, and close() removes it', async () => {
-    const { server, registry, view: first } = await startView();
-    await first.ready();
-    const { log } = capture();
-    const second = createClusterView(clusterCfg(), { log, registry, kubeConfig: server.kubeConfig(), timing: FAST });
-    await second.ready();
-    expect(await gaugeValue(registry)).toBe(1);
-    await second.close();
-    expect(registry.getSingleMetric(SYNCED_METRIC)).toBeUndefined();
-  });
-
-  it('close() leaves no timers behind (also after an outage with pending restarts)', async () => {
-    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const before = timers();
-    const { server, view } = await startView();
-    await view.ready();
-    await server.stop(); // informers now wait in backoff timers
-    await waitFor(() => view.state === 'degraded', 'degraded');
-    await view.namespaceLabels('miss'); // a live lookup, cached with a TTL (no timer)
-    await view.close();
-    await server.close();
-    await sleep(50);
-    expect(timers()).toBeLessThanOrEqual(before);
+describe('clusterIPsOf', () => {
+  const svc = (namespace: string, name: string, spec: V1Service['spec']): V1Service => ({ metadata: { namespace, name }, spec });
+  it('takes clusterIPs, or the singular clusterIP of objects written before dual-stack; leaves out None and duplicates', () => {
+    // The API server has filled clusterIPs since 1.20, so only a fake (or an old object) lacks it.
+    expect(
+      clusterIPsOf([
+        svc('dynatrace', 'dk-activegate', { clusterIP: '10.96.0.50', clusterIPs: ['10.96.0.50', 'fd00:10:96::50'] }),
+        svc('dt2', 'old-activegate', { clusterIP: '10.96.1.7' }),
+        svc('dynatrace', 'headless', { clusterIP: 'None', clusterIPs: ['None'] }),
+        svc('dynatrace', 'twin', { clusterIPs: ['10.96.0.50'] }),
+        svc('dynatrace', 'external', { type: 'ExternalName', externalName: 'ag.example.com' }),
+      ]),
+    ).toEqual(['10.96.1.7', '10.96.0.50', 'fd00:10:96::50']);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * consul-activegate-exclusions end to end (issue 5): AdmissionReviews over the real HTTPS server
- * with a fixed cluster view. consul-activegate-exclusions.kube.test.ts does the same against the
- * in-test API server.
+ * with a fixed cluster view. test/e2e/cluster-view.e2e.ts does the same with the ActiveGate Service
+ * from a real kube-apiserver.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staticClusterView } from '../src/cluster/view.js';

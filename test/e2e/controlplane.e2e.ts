@@ -7,7 +7,8 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { istioCniNodePod, repoRoot } from '../support/review.js';
+import { consulPod, PORTS } from '../support/consul.js';
+import { decodePatch, istioCniNodePod, repoRoot, review, type ReviewResponse } from '../support/review.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
 import { startMeshGuard, type MeshGuard } from './support/mesh-guard.js';
 import { annotations, createPod, eventually, setNamespaceLabels } from './support/pods.js';
@@ -90,6 +91,16 @@ describe('mesh-guard behind a real kube-apiserver', () => {
     await cp.stopApiServer();
     // mesh-guard notices: its watches broke and it reports the view degraded (after its 2 s grace).
     await eventually('degraded', 20_000, async () => ((await mg.clusterView()) === 'degraded' ? true : undefined));
+    // Cut off, it still answers from its cache (shop's Dynatrace label drives the Consul exclusions),
+    // stays ready, and says so once, not per request.
+    for (let i = 0; i < 5; i++) {
+      const res = await mg.process().request('POST', '/mutate', JSON.stringify(review(consulPod('shop'))));
+      expect(res.status).toBe(200);
+      expect(decodePatch(JSON.parse(res.body).response as ReviewResponse)).toContainEqual(expect.objectContaining({ path: `/metadata/annotations/${PORTS.replace('/', '~1')}`, value: '9999' }));
+    }
+    expect((await mg.process().request('GET', '/readyz')).status).toBe(200);
+    const degradedWarnings = () => mg.process().lines.filter((l) => l.level === 'warn' && /degraded/.test(String(l.msg)));
+    expect(degradedWarnings()).toHaveLength(1);
     await cp.startApiServer();
     // Changed before mesh-guard's backoff has reconnected: it must come from the resumed list/watch.
     await setNamespaceLabels(cp, 'shop', { 'istio-injection': 'enabled' });
@@ -99,6 +110,7 @@ describe('mesh-guard behind a real kube-apiserver', () => {
     });
     expect(annotations(stored)[PROM_PORT]).toBe('8080');
     await eventually('synced after', 30_000, async () => ((await mg.clusterView()) === 'synced' ? true : undefined));
+    expect(degradedWarnings()).toHaveLength(1);
     expect(mg.process().child.pid).toBe(pid);
     expect(mg.process().child.exitCode).toBeNull();
     await setNamespaceLabels(cp, 'shop', { 'istio-injection': null });
