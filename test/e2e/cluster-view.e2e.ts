@@ -27,6 +27,7 @@ import { istioInject, NS, podOf, storedScrapeEnv } from '../support/istio.js';
 import { latencies, percentile, startLoad } from '../support/load-loop.js';
 import { applyOps, decodePatch, review, type ReviewResponse } from '../support/review.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { auditEvents, type AuditEvent } from './support/audit.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
 import { eventually, setNamespaceLabels } from './support/pods.js';
 import { limitedUser, type LimitedUser } from './support/users.js';
@@ -45,14 +46,6 @@ rules:
     resources: [{ group: "", resources: [namespaces, services] }]
   - level: None
 `;
-
-interface AuditEvent {
-  auditID: string;
-  verb: string;
-  requestURI: string;
-  user: { username: string };
-  objectRef?: { resource?: string; namespace?: string; name?: string };
-}
 
 let cp: ControlPlane;
 let core: CoreV1Api;
@@ -125,12 +118,7 @@ const deleteService = (namespace: string, name: string) => core.deleteNamespaced
 /** Requests `username` made, once each (a watch's ResponseStarted and ResponseComplete are one request). */
 function requestsBy(username: string): AuditEvent[] {
   const seen = new Set<string>();
-  return fs
-    .readFileSync(cp.auditLogPath!, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as AuditEvent)
-    .filter((e) => e.user.username === username && !seen.has(e.auditID) && seen.add(e.auditID));
+  return auditEvents(cp.auditLogPath!).filter((e) => e.user?.username === username && !seen.has(e.auditID!) && seen.add(e.auditID!));
 }
 
 // ---- the view --------------------------------------------------------------------------------
@@ -175,7 +163,7 @@ describe('cluster view on a real kube-apiserver', () => {
     const query = (e: AuditEvent | undefined) => new URL(e?.requestURI ?? '/', 'https://x').searchParams;
     const list = query(svc.find((e) => e.verb === 'list'));
     const watch = query(svc.find((e) => e.verb === 'watch'));
-    expect(svc.every((e) => e.requestURI.startsWith('/api/v1/namespaces/dynatrace/services?'))).toBe(true);
+    expect(svc.every((e) => (e.requestURI ?? '').startsWith('/api/v1/namespaces/dynatrace/services?'))).toBe(true);
     expect(list.get('labelSelector')).toBe(defaultConfig.cluster.activeGateLabelSelector);
     expect(watch.get('labelSelector')).toBe(defaultConfig.cluster.activeGateLabelSelector);
     expect(watch.get('resourceVersion')).toMatch(/^\d+$/);

@@ -18,8 +18,13 @@ rules:
 `;
 
 export interface AuditEvent {
+  /** One per request: a watch's ResponseStarted and ResponseComplete share it. */
+  auditID?: string;
   verb: string;
   stage?: string;
+  /** Path and query string, as the client sent them. */
+  requestURI?: string;
+  user?: { username: string };
   objectRef?: { resource?: string; namespace?: string; name?: string };
   annotations?: Record<string, string>;
 }
