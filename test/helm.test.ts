@@ -71,9 +71,11 @@ describe.runIf(haveHelm)('deploy/helm/mesh-guard', () => {
     expect(extra.map(key)).toEqual(['MutatingAdmissionPolicy//mesh-guard-deadlock-guards', 'MutatingAdmissionPolicyBinding//mesh-guard-deadlock-guards']);
     expect(extra).toEqual(sorted(render('policies')));
 
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-policies-'));
+    // Inside deploy/: kustomize takes only relative paths.
+    const dir = path.join(deployDir, `.test-policies-${process.pid}`);
+    fs.mkdirSync(dir, { recursive: true });
     try {
-      const k = { apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: [path.join(deployDir, 'base')], components: [path.join(deployDir, 'components/policies')] };
+      const k = { apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: ['../base'], components: ['../components/policies'] };
       fs.writeFileSync(path.join(dir, 'kustomization.yaml'), stringify(k));
       expect(sorted(renderDir(dir))).toEqual(sorted([...render('base'), ...render('policies')]));
     } finally {
@@ -103,7 +105,7 @@ describe.runIf(haveHelm)('deploy/helm/mesh-guard', () => {
       imagePullSecrets: [{ name: 'pull' }],
       namespace: { create: false },
       certificates: { secretName: 'my-tls', caBundle: 'Q0E=' },
-      config: { rules: { 'istio-metric-merging': 'off', 'node-agent-guard': 'dry-run' }, nodeAgentGuard: { extraSelectors: [{ 'k8s-app': 'calico-node' }] } },
+      config: { rules: { 'istio-metric-merging': 'off', 'node-agent-guard': 'dry-run' }, cluster: { mode: 'off' }, nodeAgentGuard: { extraSelectors: [{ 'k8s-app': 'calico-node' }] } },
     };
     fs.writeFileSync(file, stringify(values));
     try {
@@ -129,6 +131,9 @@ describe.runIf(haveHelm)('deploy/helm/mesh-guard', () => {
       const config = parseConfig(objs.find((o) => o.kind === 'ConfigMap')!.data['config.yaml'], {});
       expect(config.rules).toMatchObject({ 'istio-metric-merging': 'off', 'node-agent-guard': 'dry-run', 'csi-driver-guard': 'enforce' });
       expect(config.nodeAgentGuard.extraSelectors).toEqual([{ 'k8s-app': 'calico-node' }]);
+      // Written unquoted by stringify, so helm's YAML 1.1 read them as false: the chart turns that back into "off".
+      expect(fs.readFileSync(file, 'utf8')).toMatch(/istio-metric-merging: off\n/);
+      expect(config.cluster.mode).toBe('off');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
