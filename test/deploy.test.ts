@@ -20,6 +20,7 @@ import { parseConfig } from '../src/config/load.js';
 import { defaultConfig } from '../src/config/schema.js';
 import { models, unknownFields } from './support/k8s-schema.js';
 import { deployDir, key, kubectl, render, renderDir, renderMini, repoRoot, sorted, type Obj } from './support/kustomize.js';
+import { parseSelector, selectorMatches as matches } from '../src/cluster/selectors.js';
 
 const KUSTOMIZATIONS = ['base', 'overlays/dry-run', 'overlays/cert-manager', 'overlays/cert-manager-dry-run'];
 const DRY_RUN = new Set(['overlays/dry-run', 'overlays/cert-manager-dry-run']);
@@ -57,23 +58,13 @@ function validateModel(o: Obj): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Label selector evaluation (for the namespaceSelector).
+// Label selector evaluation, with mesh-guard's own implementation (src/cluster/selectors.ts). An absent
+// selector is the empty one, as the API server defaults a webhook's namespaceSelector/objectSelector.
 
 function selectorMatches(sel: Obj | undefined, labels: Record<string, string>): boolean {
-  if (!sel) return true;
-  for (const [k, v] of Object.entries((sel.matchLabels ?? {}) as Record<string, string>)) if (labels[k] !== v) return false;
-  for (const e of (sel.matchExpressions ?? []) as Obj[]) {
-    const has = Object.hasOwn(labels, e.key);
-    const val = labels[e.key];
-    const ok =
-      e.operator === 'In' ? has && e.values.includes(val)
-      : e.operator === 'NotIn' ? !has || !e.values.includes(val)
-      : e.operator === 'Exists' ? has
-      : e.operator === 'DoesNotExist' ? !has
-      : false;
-    if (!ok) return false;
-  }
-  return true;
+  const parsed = parseSelector(sel ?? {});
+  if (!parsed.ok) throw new Error(`invalid selector: ${parsed.error}`);
+  return matches(parsed, labels);
 }
 
 const byteLess = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b)) < 0;

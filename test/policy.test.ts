@@ -16,7 +16,9 @@ import { models, unknownFields } from './support/k8s-schema.js';
 import { deployDir, key, render, repoRoot, type Obj } from './support/kustomize.js';
 import { csiDriverGuard } from '../src/rules/csi-driver-guard.js';
 import { nodeAgentGuard } from '../src/rules/node-agent-guard.js';
-import { NODE_AGENT_CASES, NOT_NODE_AGENT_CASES } from '../src/rules/node-agent-guard.cases.js';
+import { CNI_POD, NODE_AGENT_CASES, NOT_NODE_AGENT_CASES, ZTUNNEL_POD } from '../src/rules/node-agent-guard.cases.js';
+import { skipWithout } from './support/corpus.js';
+import { corpusPod } from './support/review.js';
 
 const objs = () => render('policies');
 const policy = () => objs().find((o) => o.kind === 'MutatingAdmissionPolicy')!;
@@ -110,6 +112,7 @@ const CSI_HELM = { 'app.kubernetes.io/name': 'dynatrace-operator', 'app.kubernet
  * csi-driver-guard.test.ts (written out here: that file is being changed on main), absent and null maps.
  */
 const CASES: Array<[string, V1Pod]> = [
+  ...(skipWithout(CNI_POD, ZTUNNEL_POD) ? [] : [['istio-cni-node chart pod (corpus)', corpusPod(CNI_POD)], ['ztunnel chart pod (corpus)', corpusPod(ZTUNNEL_POD)]] as Array<[string, V1Pod]>),
   ...NODE_AGENT_CASES,
   ['istio-cni by generateName, null maps', pod({ generateName: 'istio-cni-node-', labels: null, annotations: null })],
   ['a value that parses as true', pod({ generateName: 'istio-cni-node-', annotations: { [DT_ONEAGENT_INJECT]: 'True' } })],

@@ -3,6 +3,7 @@
  * consumer parses them. A value that one consumer reads as "false" may mean "default"
  * to another, so every reader names its consumer.
  */
+import { isMap, isScalar, parseDocument, Scalar, type YAMLMap } from 'yaml';
 
 /** Go's strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False; anything else is an error (undefined). */
 export function parseGoBool(value: string | undefined): boolean | undefined {
@@ -50,6 +51,16 @@ export const ISTIO_NATIVE_SIDECAR = 'sidecar.istio.io/nativeSidecar';
 export const DT_INJECT = 'dynatrace.com/inject';
 export const DT_ONEAGENT_INJECT = 'oneagent.dynatrace.com/inject';
 export const DT_NAMESPACE_INSTANCE = 'dynakube.internal.dynatrace.com/instance';
+/** Code-module delivery per pod: "csi" or "ephemeral" (operator mutator/oneagent/config.go AnnotationVolumeType), "image" since 1.11 (docs). */
+export const DT_VOLUME_TYPE = 'oneagent.dynatrace.com/volume-type';
+
+/**
+ * The per-container OneAgent opt-out, `container.inject.dynatrace.com/<container>`. The operator
+ * (pkg/webhook/mutation/pod/mutator/container.go checkInjectionAnnotation) excludes the container
+ * only when the value is exactly "false": no ParseBool here.
+ */
+export const dynatraceContainerOptOutKey = (container: string): string => `container.inject.dynatrace.com/${container}`;
+export const dynatraceContainerExcluded = (value: string | undefined): boolean => value === 'false';
 export const CONSUL_CONNECT_INJECT = 'consul.hashicorp.com/connect-inject';
 /** Set by Consul's webhook once it injected the pod (consul.md §3); it then never runs again. */
 export const CONSUL_CONNECT_INJECT_STATUS = 'consul.hashicorp.com/connect-inject-status';
@@ -123,6 +134,9 @@ export const ISTIO_MERGE_METRICS = 'prometheus.istio.io/merge-metrics';
 export const ISTIO_STATUS_PORT_OVERRIDE = 'status.sidecar.istio.io/port';
 export const ISTIO_PROXY_CONFIG = 'proxy.istio.io/config';
 export const ISTIO_PROXY_CONTAINER = 'istio-proxy';
+/** ProxyConfig field; jsonpb also takes the proto name (istio.md §2, injection-template.yaml `$holdProxy`). */
+export const ISTIO_HOLD_APPLICATION = 'holdApplicationUntilProxyStarts';
+const ISTIO_HOLD_APPLICATION_PROTO = 'hold_application_until_proxy_starts';
 export const ISTIO_PROMETHEUS_ENV = 'ISTIO_PROMETHEUS_ANNOTATIONS';
 /** Namespaces Istio's injector never injects (istio.md §5 step 2, initializer.go IgnoredNamespaces). */
 export const ISTIO_IGNORED_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease', 'local-path-storage'];
@@ -144,6 +158,36 @@ export const DT_METRICS_FILTER = 'metrics.dynatrace.com/filter';
 export const DT_METRICS_DEFAULT_PATH = '/metrics';
 /** The filter Dynatrace's Istio guide gives for dropping mesh metrics (dynatrace.md §5), byte for byte. */
 export const DT_EXCLUDE_MESH_FILTER = '{"mode":"exclude","names":["istio_*","envoy_*"]}';
+
+export type ProxyConfigEdit =
+  | { readonly kind: 'set'; readonly value: string }
+  /** The user's own holdApplicationUntilProxyStarts, true or false: it stays. */
+  | { readonly kind: 'present'; readonly value: string }
+  | { readonly kind: 'invalid'; readonly why: string };
+
+/**
+ * `proxy.istio.io/config` with `holdApplicationUntilProxyStarts: true` merged in. Istio reads the
+ * annotation with protomarshal.ApplyYAML (sigs.k8s.io/yaml to JSON, then jsonpb into ProxyConfig,
+ * unknown fields allowed: istio pkg/config/mesh/mesh.go MergeProxyConfig), so YAML 1.1 or JSON,
+ * one document, a map. The document is edited in place, so every other field, comment and the
+ * flow (JSON) or block style stay as written; in a JSON document the new key is quoted, so the
+ * value is still JSON. Anything that does not parse as one map is left to its owner.
+ */
+export function istioProxyConfigWithHold(raw: string | undefined): ProxyConfigEdit {
+  if (raw === undefined || raw.trim() === '') return { kind: 'set', value: `${ISTIO_HOLD_APPLICATION}: true` };
+  const doc = parseDocument(raw, { version: '1.1' });
+  if (doc.errors.length) return { kind: 'invalid', why: `does not parse as YAML (${doc.errors[0]!.code})` };
+  const map = doc.contents;
+  if (!isMap(map)) return { kind: 'invalid', why: 'is not a map' };
+  for (const key of [ISTIO_HOLD_APPLICATION, ISTIO_HOLD_APPLICATION_PROTO]) {
+    if (map.has(key)) return { kind: 'present', value: `${key}: ${String(map.get(key))}` };
+  }
+  const pair = doc.createPair(ISTIO_HOLD_APPLICATION, true);
+  if (map.flow && isScalar(pair.key)) pair.key.type = Scalar.QUOTE_DOUBLE;
+  (map as YAMLMap<unknown, unknown>).add(pair);
+  const text = doc.toString({ lineWidth: 0 });
+  return { kind: 'set', value: raw.endsWith('\n') ? text : text.replace(/\n$/, '') };
+}
 
 /**
  * Prometheus strutil.SanitizeLabelName, as Istio uses it to match annotation keys
@@ -222,4 +266,73 @@ export function parseIstioScrapeConfig(value: string): IstioScrapeConfig | undef
     }
   }
   return { scrape, path, port, targets };
+}
+
+// ---------------------------------------------------------------------------------------
+// Consul metrics and metric merging (peers-2026-12.md §4). Keys: consul-k8s
+// control-plane/connect-inject/constants/annotations_and_labels.go; reading:
+// control-plane/connect-inject/metrics/metrics_configuration.go and common/common.go.
+
+export const CONSUL_ENABLE_METRICS = 'consul.hashicorp.com/enable-metrics';
+export const CONSUL_ENABLE_METRICS_MERGING = 'consul.hashicorp.com/enable-metrics-merging';
+/** consul-dataplane's internal merged-metrics server (Helm `defaultMergedMetricsPort`). */
+export const CONSUL_MERGED_METRICS_PORT = 'consul.hashicorp.com/merged-metrics-port';
+export const CONSUL_PROMETHEUS_SCRAPE_PORT = 'consul.hashicorp.com/prometheus-scrape-port';
+export const CONSUL_PROMETHEUS_SCRAPE_PATH = 'consul.hashicorp.com/prometheus-scrape-path';
+export const CONSUL_SERVICE_METRICS_PORT = 'consul.hashicorp.com/service-metrics-port';
+export const CONSUL_SERVICE_METRICS_PATH = 'consul.hashicorp.com/service-metrics-path';
+/** Any of these non-empty turns TLS on for the scrape listener (consul_dataplane_sidecar.go, consul-dataplane bootstrap_config.go). */
+export const CONSUL_PROMETHEUS_TLS: readonly string[] = [
+  'consul.hashicorp.com/prometheus-ca-file',
+  'consul.hashicorp.com/prometheus-ca-path',
+  'consul.hashicorp.com/prometheus-cert-file',
+  'consul.hashicorp.com/prometheus-key-file',
+];
+/** A comma in it makes a multi-port pod (mesh_webhook.go annotatedServiceNames). */
+export const CONSUL_CONNECT_SERVICE = 'consul.hashicorp.com/connect-service';
+/** Helm `connectInject.metrics.defaultMergedMetricsPort` and the injector flag's default. */
+export const CONSUL_DEFAULT_MERGED_METRICS_PORT = 20100;
+/**
+ * What the merged endpoint adds to the app's metrics: Envoy's, all named `envoy_*` (envoy
+ * source/server/admin/prometheus_stats.cc PrometheusStatsFormatter::metricName), and
+ * consul-dataplane's own, all `consul_dataplane_*` (consul-dataplane pkg/consuldp/metrics.go
+ * getPromDefaults, WrapRegistererWithPrefix).
+ */
+export const DT_EXCLUDE_CONSUL_FILTER = '{"mode":"exclude","names":["envoy_*","consul_dataplane_*"]}';
+
+/**
+ * Consul's metrics annotations count only when non-empty (`ok && raw != ""` in every reader of
+ * metrics_configuration.go): an empty value means the injector's default, unlike
+ * `connect-inject`, where "" is a ParseBool error.
+ */
+export function consulMetricsValue(value: string | undefined): string | undefined {
+  return value === '' ? undefined : value;
+}
+
+/** `enable-metrics` / `enable-metrics-merging`: ParseBool on a non-empty value, an error rejects the pod. */
+export function consulMetricsBool(value: string | undefined): ReturnType<typeof consulBool> {
+  return consulBool(consulMetricsValue(value));
+}
+
+/**
+ * A port Consul, Dynatrace and mesh-guard read alike: plain decimal (`parsePort`) and, for
+ * Consul's own listeners, in the unprivileged range that DetermineAndValidatePort demands
+ * (1024-65535; anything else rejects the pod). Consul would also take a container port name
+ * or "0x4e20" (PortValue, ParseInt base 0), which Dynatrace would not: those are refused here.
+ */
+export function consulListenerPort(value: string | undefined): number | undefined {
+  const n = parsePort(value);
+  return n !== undefined && n >= 1024 ? n : undefined;
+}
+
+const PLAIN_PATH = /^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
+
+/**
+ * An absolute URL path of RFC 3986 path characters only: no query, fragment, space, quote or
+ * backslash. consul-dataplane pastes the scrape path unescaped into Envoy's bootstrap JSON and
+ * matches it exactly (bootstrap_config.go generateListenerConfig), and appends the service path
+ * to `http://127.0.0.1:<port>`; the config schema holds `consul.prometheusScrapePath` to it too.
+ */
+export function isPlainUrlPath(value: string): boolean {
+  return PLAIN_PATH.test(value);
 }

@@ -6,6 +6,7 @@
  * produces one line that names the dotted key.
  */
 import net from 'node:net';
+import { isPlainUrlPath } from '../admission/annotations.js';
 
 export class ConfigError extends Error {
   constructor(readonly key: string, detail: string) {
@@ -157,13 +158,21 @@ export const RULE_NAMES = [
   'istio-metric-merging',
   'istio-native-sidecar-guard',
   'consul-activegate-exclusions',
+  'consul-metric-merging',
+  'mesh-proxy-instrumentation-guard',
 ] as const;
 export type RuleName = (typeof RULE_NAMES)[number];
 export const RULE_MODES = ['enforce', 'dry-run', 'off'] as const;
 export type RuleMode = (typeof RULE_MODES)[number];
 
+/**
+ * Rules that are off unless a user turns them on. mesh-proxy-instrumentation-guard also turns
+ * off Dynatrace's monitoring of the mesh proxies, which users may want.
+ */
+const OFF_BY_DEFAULT: ReadonlySet<RuleName> = new Set<RuleName>(['mesh-proxy-instrumentation-guard']);
+
 const ruleModes = obj(
-  Object.fromEntries(RULE_NAMES.map((n) => [n, oneOf(RULE_MODES, 'enforce')])) as Record<RuleName, Field<RuleMode>>,
+  Object.fromEntries(RULE_NAMES.map((n) => [n, oneOf(RULE_MODES, OFF_BY_DEFAULT.has(n) ? 'off' : 'enforce')])) as Record<RuleName, Field<RuleMode>>,
 );
 
 export const configSchema = obj({
@@ -203,7 +212,7 @@ export const configSchema = obj({
     extraSelectors: list(stringMap(), []),
   }),
   metricMerging: obj({
-    /** Add a Dynatrace filter that drops istio_* and envoy_* when no filter exists. */
+    /** Add a Dynatrace filter that drops the mesh metrics (Istio: istio_*, envoy_*; Consul: envoy_*, consul_dataplane_*) when no filter exists. */
     excludeMeshMetrics: bool(true),
     /** Treat prometheus.io/scrape: "true" as a request for Dynatrace scraping too. */
     prometheusScrapeIsRequest: bool(false),
@@ -216,6 +225,13 @@ export const configSchema = obj({
     /** Mirror of mesh defaultConfig.statusPort. */
     statusPort: int(15020, 1, 65535),
     nativeSidecarGuard: bool(true),
+    /**
+     * What the native-sidecar guard does with a pod that runs to completion (restartPolicy Never
+     * or OnFailure: every Job and CronJob pod). keep-native: leave its native sidecar, which lets it
+     * complete, and warn that OneAgent does not support it. classic: force a classic sidecar as on
+     * other pods, and warn that the pod will not complete while istio-proxy runs.
+     */
+    runToCompletionPods: oneOf(['keep-native', 'classic'], 'keep-native'),
   }),
   consul: obj({
     /** Mirror of Helm connectInject.default. */
@@ -224,6 +240,16 @@ export const configSchema = obj({
     transparentProxyDefault: bool(true),
     /** Mirror of Helm connectInject.k8sDenyNamespaces. */
     denyNamespaces: list(str(''), []),
+    /**
+     * Mirror of Helm connectInject.metrics.defaultPrometheusScrapePort (the injector's
+     * -default-prometheus-scrape-port, which it refuses outside 1024-65535): where
+     * consul-dataplane serves the merged metrics, excluded from inbound redirection.
+     */
+    prometheusScrapePort: int(20200, 1024, 65535),
+    /** Mirror of Helm connectInject.metrics.defaultPrometheusScrapePath. */
+    prometheusScrapePath: str('/metrics', (s) =>
+      isPlainUrlPath(s) ? undefined : `"${s}" is not a plain URL path (a "/" and then only RFC 3986 path characters: no query, space or quote)`,
+    ),
   }),
   dynatrace: obj({
     /** When namespace labels are unknown, assume Dynatrace injects OneAgent. */

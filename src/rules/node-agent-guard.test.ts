@@ -1,26 +1,34 @@
 import { describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
 import { admitAndConverge, admitPod } from '../../test/support/admit.js';
+import { skipWithout } from '../../test/support/corpus.js';
 import { corpusPod } from '../../test/support/review.js';
-import { NODE_AGENT_CASES, NOT_NODE_AGENT_CASES, pod } from './node-agent-guard.cases.js';
+import { CNI_POD, NODE_AGENT_CASES, NOT_NODE_AGENT_CASES, ZTUNNEL_POD, pod } from './node-agent-guard.cases.js';
 
 const ONEAGENT = 'oneagent.dynatrace.com/inject';
 const DT = 'dynatrace.com/inject';
 
 const annotationsOf = (p: unknown) => ((p as V1Pod).metadata?.annotations ?? {}) as Record<string, string>;
 
+const noChartPods = skipWithout(CNI_POD, ZTUNNEL_POD);
+
 describe('node-agent-guard: pods that get oneagent.dynatrace.com/inject: "false"', () => {
   const cases = NODE_AGENT_CASES;
-  it.each(cases)('%s', async (_name, input) => {
+  const optedOut = async (input: V1Pod) => {
     const { result, patched } = await admitAndConverge(input);
     expect(result.outcome).toBe('patched');
     expect(annotationsOf(patched)[ONEAGENT]).toBe('false');
     expect(annotationsOf(patched)[DT]).toBe(annotationsOf(input)[DT]);
     expect(result.review.response.auditAnnotations).toEqual({ 'mutated-by': 'node-agent-guard' });
-  });
+  };
+  it.each(cases)('%s', (_name, input) => optedOut(input));
+  it.skipIf(noChartPods).each([
+    ['istio-cni-node chart pod (corpus)', CNI_POD],
+    ['ztunnel chart pod (corpus)', ZTUNNEL_POD],
+  ])('%s', (_name, file) => optedOut(corpusPod(file)));
 
-  it('keeps the other annotations of the corpus pod untouched', async () => {
-    const input = corpusPod('istio-charts/examples/istio-cni-node-pod.admission.yaml');
+  it.skipIf(noChartPods)('keeps the other annotations of the corpus pod untouched', async () => {
+    const input = corpusPod(CNI_POD);
     const { patched, ops } = await admitPod(input);
     expect(ops).toEqual([{ op: 'add', path: '/metadata/annotations/oneagent.dynatrace.com~1inject', value: 'false' }]);
     expect(annotationsOf(patched)).toEqual({ ...annotationsOf(input), [ONEAGENT]: 'false' });
@@ -63,5 +71,19 @@ describe('node-agent-guard: pods left alone', () => {
     expect(ops).toEqual([]);
     expect(result.outcome).toBe('unchanged');
     expect(result.log.rules).toBeUndefined();
+  });
+});
+
+describe('node-agent-guard: the reason names the risk of the pod\'s code-module delivery', () => {
+  const cni = (annotations: Record<string, string> = {}) => pod({ generateName: 'istio-cni-node-', labels: { 'k8s-app': 'istio-cni-node' }, annotations });
+  it.each([
+    ['no volume-type: the CSI driver, the Helm default', {}, /^Istio CNI node agent \(label k8s-app=istio-cni-node\): with the CSI driver, the Helm default, OneAgent's volume waits for the CSI driver, which waits for this agent: a new node deadlocks$/],
+    ['volume-type csi', { 'oneagent.dynatrace.com/volume-type': 'csi' }, /: oneagent.dynatrace.com\/volume-type="csi", OneAgent's volume waits for the CSI driver/],
+    ['volume-type ephemeral (node image pull)', { 'oneagent.dynatrace.com/volume-type': 'ephemeral' }, /: with oneagent.dynatrace.com\/volume-type="ephemeral" there is no CSI deadlock, but OneAgent would cost the node agent an image pull and an LD_PRELOAD/],
+    ['volume-type image (Operator 1.11 image volumes)', { 'oneagent.dynatrace.com/volume-type': 'image' }, /volume-type="image" there is no CSI deadlock/],
+  ])('%s', async (_name, annotations, reason) => {
+    const { result } = await admitAndConverge(cni(annotations));
+    expect(result.outcomes[0]!.reasons).toEqual([expect.stringMatching(reason)]);
+    expect(result.outcomes[0]!.changes.map((c) => (c.change.kind === 'annotation' ? c.change.key : c.change.kind))).toEqual([ONEAGENT]);
   });
 });
