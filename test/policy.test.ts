@@ -2,8 +2,8 @@
  * deploy/policies/deadlock-guards.yaml without an API server: its shape against the v1 schema,
  * that it writes exactly the keys and values of node-agent-guard and csi-driver-guard, and that
  * mesh-guard's webhook changes nothing more on a pod the policy already changed (idempotent
- * across the two). Whether the CEL does what the rules do, case by case, is decided by the real
- * API server in the end-to-end suite; this file cannot evaluate CEL.
+ * across the two), and the CEL against the rules case by case with the API server's admission
+ * library (policy-eval). test/e2e/policy.e2e.ts runs the same cases through the real API server.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
