@@ -5,6 +5,8 @@
  *   npm run bench                 3 repetitions, table printed and written to bench/RESULTS.md
  *   npm run bench -- --smoke      a few hundred requests per server, checks only (CI); no file written
  *   npm run bench -- --reps=5 --no-write
+ *   npm run bench -- --without=--use-largepages   mesh-guard without that `npm start` flag (or env
+ *                                 variable); repeatable; never written, for trying a flag
  *
  * Servers are pinned to CPU 1 and the load generator to CPU 0 when `taskset` exists and
  * there are at least two CPUs. Server CPU comes from /proc/<pid>/stat (utime + stime),
@@ -31,7 +33,8 @@ const LOAD_JS = path.join(here, 'load.js');
 
 const args = process.argv.slice(2);
 const SMOKE = args.includes('--smoke');
-const WRITE = !SMOKE && !args.includes('--no-write');
+const WITHOUT = args.filter((a) => a.startsWith('--without=')).map((a) => a.slice('--without='.length));
+const WRITE = !SMOKE && !args.includes('--no-write') && WITHOUT.length === 0;
 const REPS = SMOKE ? 1 : Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? 3);
 const OUT = path.join(repoRoot, 'bench/RESULTS.md');
 
@@ -49,7 +52,9 @@ function startCommand(): { env: Record<string, string>; flags: string[] } {
     env[k] = v;
   }
   if (words[0] !== 'node' || words.at(-1) !== 'dist/src/server/main.js') throw new Error(`unexpected start script: ${pkg.scripts.start}`);
-  return { env, flags: words.slice(1, -1) };
+  const dropped = (w: string): boolean => WITHOUT.some((prefix) => w.startsWith(prefix));
+  for (const k of Object.keys(env)) if (dropped(k)) delete env[k];
+  return { env, flags: words.slice(1, -1).filter((w) => !dropped(w)) };
 }
 const MESH_GUARD = startCommand();
 
@@ -402,6 +407,7 @@ async function main(): Promise<void> {
   const load0 = os.loadavg();
   const started = new Date();
   console.log(`mesh-guard bench${SMOKE ? ' (smoke)' : ''}: ${REPS} repetition(s); ${machine()}`);
+  console.log(`mesh-guard runs: ${[...Object.entries(MESH_GUARD.env).map(([k, v]) => `${k}=${v}`), 'node', ...MESH_GUARD.flags].join(' ')}`);
   console.log(hasTaskset ? `servers pinned to CPU ${SERVER_CPU}, load generator to CPU ${LOAD_CPU}` : 'taskset unavailable or one CPU: nothing pinned');
   const reps: Array<Record<ServerName, Rep>> = [];
   let port = 20_000 + (process.pid % 20_000);

@@ -6,7 +6,6 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { istioCniNodePod, repoRoot } from '../support/review.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
@@ -30,16 +29,6 @@ const scrapePod = (namespace: string) => ({
   spec: { containers: [{ name: 'app', image: 'acme/app:1' }] },
 });
 const PROM_PORT = 'prometheus.io/port';
-
-/**
- * Found against the real v1.36.3 API server: with the chart's admissionReviewVersions
- * ["v1beta1", "v1"] it picks v1beta1 and fails every call ("converting (v1.AdmissionReview) to
- * (v1beta1.AdmissionReview): unknown conversion"), and Consul's failurePolicy Fail then rejects the
- * pod. Until that is settled (issue for the lead), the order test offers v1 only.
- */
-function consulV1Only(mwc: V1MutatingWebhookConfiguration): V1MutatingWebhookConfiguration {
-  return { ...mwc, webhooks: mwc.webhooks?.map((w) => ({ ...w, admissionReviewVersions: ['v1'] })) };
-}
 
 describe('mesh-guard behind a real kube-apiserver', () => {
   let cp: ControlPlane;
@@ -128,7 +117,7 @@ describe('mesh-guard behind a real kube-apiserver', () => {
       await apply(cp.kc, [
         dynatraceWebhookConfiguration(`${rec.url}/dynatrace/inject`, caBundle),
         istioWebhookConfiguration(`${rec.url}/istio`, cp.caPem),
-        consulV1Only(consulWebhookConfiguration(`${rec.url}/consul/mutate`, caBundle)),
+        consulWebhookConfiguration(`${rec.url}/consul/mutate`, caBundle),
       ]);
     });
     afterAll(async () => {

@@ -5,7 +5,7 @@
  * scraping reaches Consul's webhook with the metrics-merging annotations and the ActiveGate
  * exclusions, which end up in the redirect config Consul renders.
  */
-import type { V1MutatingWebhookConfiguration, V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WARN_KEPT_NATIVE } from '../../src/rules/istio-native-sidecar-guard.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
@@ -24,12 +24,6 @@ const appPod = (namespace: string, name: string, spec: Partial<V1Pod['spec']> = 
   spec: { containers: [{ name: 'app', image: 'acme/app:1' }], ...spec },
 });
 
-/** The v1 review only: the chart's [v1beta1, v1] fails against this API server build (see the note in controlplane.e2e.ts). */
-const v1Only = (mwc: V1MutatingWebhookConfiguration): V1MutatingWebhookConfiguration => ({
-  ...mwc,
-  webhooks: mwc.webhooks?.map((w) => ({ ...w, admissionReviewVersions: ['v1'] })),
-});
-
 describe('issue 14 rules behind a real kube-apiserver', () => {
   let cp: ControlPlane;
   let mg: MeshGuard;
@@ -40,7 +34,7 @@ describe('issue 14 rules behind a real kube-apiserver', () => {
     await cp.ensureNamespace('payments', DT_NS);
     mg = await startMeshGuard(cp);
     consul = await startConsul({ tls: await cp.issueServingCert() });
-    await apply(cp.kc, [v1Only(consul.webhookConfiguration())]);
+    await apply(cp.kc, [consul.webhookConfiguration()]);
   });
   afterAll(async () => {
     await consul?.stop();

@@ -111,9 +111,9 @@ async function serve(
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       void (async () => {
-        let review: { request?: AdmissionRequest };
+        let review: { apiVersion?: string; request?: AdmissionRequest };
         try {
-          review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request?: AdmissionRequest };
+          review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { apiVersion?: string; request?: AdmissionRequest };
         } catch {
           res.writeHead(400).end('not JSON');
           return;
@@ -133,7 +133,11 @@ async function serve(
         }
         responses.push(response);
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }));
+        // Answer in the version asked, as the peers' controller-runtime handler does
+        // (controller-runtime pkg/webhook/admission/http.go ServeHTTP → writeResponseTyped with the
+        // request's GVK). The API server decodes the answer into the version it sent (apiserver
+        // webhook/request/admissionreview.go CreateAdmissionObjects), so a v1 answer to a v1beta1 review fails.
+        res.end(JSON.stringify({ apiVersion: review.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response }));
       })();
     });
   });

@@ -24,10 +24,11 @@ export async function startRecorder(tls: { cert: string; key: string }): Promise
     req.setEncoding('utf8');
     req.on('data', (c) => (body += c));
     req.on('end', () => {
-      const review = JSON.parse(body) as { request: { uid: string; object: Record<string, unknown> } };
+      const review = JSON.parse(body) as { apiVersion?: string; request: { uid: string; object: Record<string, unknown> } };
       calls.push({ path: req.url ?? '', pod: review.request.object });
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true } }));
+      // The version asked (see peers.ts): the Consul configuration offers v1beta1 first.
+      res.end(JSON.stringify({ apiVersion: review.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true } }));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
