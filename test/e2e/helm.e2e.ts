@@ -140,12 +140,12 @@ describe('helm install and helm upgrade of deploy/helm/mesh-guard into a real ku
     const b64d = (k: string) => Buffer.from(ca.data![k]!, 'base64').toString();
     mg = await startMeshGuard(cp, { installedFor: { port }, tls: await leafFrom({ cert: b64d('ca.crt'), key: b64d('ca.key') }), configYaml: await mountedConfig() });
     // The API server's webhook manager picks the configuration up asynchronously.
-    const name = await eventually('mesh-guard called', 30_000, async () => {
+    const stored = await eventually('mesh-guard called', 30_000, async () => {
       const pod = await createPod(cp, cniPod());
       const n = pod.metadata!.name!;
       return mg!.lines().some((l) => l.dryRun === true && JSON.stringify(l).includes(n)) ? pod : undefined;
     });
-    expect(annotations(name)[OPTED_OUT]).toBeUndefined();
+    expect(annotations(stored)[OPTED_OUT]).toBeUndefined();
   });
 
   it('helm upgrade --reuse-values --set config.dryRun=false changes the mounted config, keeps the caBundle create.sh patched in, and the webhook enforces', async () => {
