@@ -12,133 +12,19 @@
  * from @kubernetes/client-node's generated model metadata (kubectl's --validate=strict needs a
  * cluster).
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as k8s from '@kubernetes/client-node';
-import jsonpatch from 'fast-json-patch';
-import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { defaultConfig } from '../src/config/schema.js';
+import { models, unknownFields } from './support/k8s-schema.js';
+import { deployDir, key, kubectl, render, renderDir, renderMini, repoRoot, sorted, type Obj } from './support/kustomize.js';
 import { parseSelector, selectorMatches as matches } from '../src/cluster/selectors.js';
-
-const repoRoot = path.resolve(import.meta.dirname, '..');
-const deployDir = path.join(repoRoot, 'deploy');
-
-type Obj = Record<string, any>;
 
 const KUSTOMIZATIONS = ['base', 'overlays/dry-run', 'overlays/cert-manager', 'overlays/cert-manager-dry-run'];
 const DRY_RUN = new Set(['overlays/dry-run', 'overlays/cert-manager-dry-run']);
 const CERT_MANAGER = new Set(['overlays/cert-manager', 'overlays/cert-manager-dry-run']);
-
-/** Kubernetes reads manifests as YAML 1.1 (so `0440` is octal); read them the same way. */
-function parseDocs(text: string, source: string): Obj[] {
-  return parseAllDocuments(text, { version: '1.1' })
-    .map((d) => {
-      if (d.errors.length) throw new Error(`${source}: ${d.errors[0]!.message}`);
-      return d.toJS() as Obj | null;
-    })
-    .filter((o): o is Obj => o !== null);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The in-test renderer: exactly the kustomize subset the manifests use, and nothing more.
-
-const KUSTOMIZATION_KEYS = new Set(['apiVersion', 'kind', 'resources', 'components', 'patches', 'images']);
-
-function renderMini(dir: string, accumulated: Obj[] = [], asComponent = false): Obj[] {
-  const k = parseYaml(fs.readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8'), { version: '1.1' }) as Obj;
-  for (const key of Object.keys(k)) {
-    if (!KUSTOMIZATION_KEYS.has(key)) throw new Error(`${dir}: kustomization key "${key}" is outside the tested subset`);
-  }
-  if ((k.kind === 'Component') !== asComponent) throw new Error(`${dir}: unexpected kind ${k.kind}`);
-  let objs = asComponent ? accumulated : [];
-  for (const r of (k.resources ?? []) as string[]) {
-    const p = path.resolve(dir, r);
-    if (fs.statSync(p).isDirectory()) objs.push(...renderMini(p));
-    else objs.push(...parseDocs(fs.readFileSync(p, 'utf8'), p));
-  }
-  for (const c of (k.components ?? []) as string[]) objs = renderMini(path.resolve(dir, c), objs, true);
-  for (const p of (k.patches ?? []) as Obj[]) objs = applyPatch(dir, objs, p);
-  for (const img of (k.images ?? []) as Obj[]) objs = setImage(objs, img);
-  return objs;
-}
-
-/** `images:` with name/newName/newTag, on Deployment containers (the only workload here). */
-function setImage(objs: Obj[], img: Obj): Obj[] {
-  return objs.map((o) => {
-    if (o.kind !== 'Deployment') return o;
-    const c = structuredClone(o);
-    for (const ctr of c.spec.template.spec.containers as Obj[]) {
-      const [name, tag] = String(ctr.image).split(/:(?=[^:/]+$)/);
-      if (name !== img.name) continue;
-      ctr.image = `${img.newName ?? name}:${img.newTag ?? tag}`;
-    }
-    return c;
-  });
-}
-
-function applyPatch(dir: string, objs: Obj[], p: Obj): Obj[] {
-  const text: string = p.patch ?? fs.readFileSync(path.resolve(dir, p.path), 'utf8');
-  const body = parseYaml(text, { version: '1.1' }) as unknown;
-  const target: Obj = p.target ?? { kind: (body as Obj).kind, name: (body as Obj).metadata?.name };
-  const matches = objs.filter(
-    (o) =>
-      (!target.kind || o.kind === target.kind) &&
-      (!target.name || o.metadata?.name === target.name) &&
-      (!target.group || String(o.apiVersion).split('/')[0] === target.group) &&
-      (!target.version || String(o.apiVersion).split('/').pop() === target.version),
-  );
-  if (matches.length !== 1) throw new Error(`${dir}: patch target ${JSON.stringify(target)} matched ${matches.length}`);
-  const idx = objs.indexOf(matches[0]!);
-  const out = [...objs];
-  if (Array.isArray(body)) {
-    out[idx] = jsonpatch.applyPatch(structuredClone(matches[0]!), body as jsonpatch.Operation[], true, false).newDocument;
-  } else {
-    out[idx] = mergeMaps(structuredClone(matches[0]!), body as Obj, '');
-  }
-  return out;
-}
-
-/** Strategic merge restricted to maps: lists would need merge keys, so they are refused. */
-function mergeMaps(into: Obj, patch: Obj, at: string): Obj {
-  for (const [k, v] of Object.entries(patch)) {
-    if (Array.isArray(v)) throw new Error(`strategic merge of a list at ${at}/${k} is outside the tested subset`);
-    if (v && typeof v === 'object') into[k] = mergeMaps(into[k] ?? {}, v as Obj, `${at}/${k}`);
-    else into[k] = v;
-  }
-  return into;
-}
-
-// ---------------------------------------------------------------------------------------------
-
-const kubectl = (() => {
-  try {
-    execFileSync('kubectl', ['version', '--client'], { stdio: 'ignore', timeout: 20_000 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-function renderKubectl(dir: string): Obj[] {
-  const out = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 60_000 });
-  return parseDocs(out, `kubectl kustomize ${dir}`);
-}
-
-const key = (o: Obj) => `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
-const sorted = (objs: Obj[]) => [...objs].sort((a, b) => key(a).localeCompare(key(b)));
-
-const rendered = new Map<string, Obj[]>();
-function render(rel: string): Obj[] {
-  let objs = rendered.get(rel);
-  if (!objs) {
-    objs = kubectl ? renderKubectl(path.join(deployDir, rel)) : renderMini(path.join(deployDir, rel));
-    rendered.set(rel, objs);
-  }
-  return objs;
-}
 
 function one(objs: Obj[], kind: string, name?: string): Obj {
   const found = objs.filter((o) => o.kind === kind && (name === undefined || o.metadata?.name === name));
@@ -169,32 +55,6 @@ function validateModel(o: Obj): void {
   const Model = MODELS[o.apiVersion]?.[o.kind] as (new (x: Obj) => { validate(): void }) | undefined;
   if (!Model) throw new Error(`no schema model for ${o.apiVersion} ${o.kind}`);
   new Model(o).validate();
-}
-
-type AttrMap = Array<{ baseName: string; type: string }>;
-const models = k8s as unknown as Record<string, { attributeTypeMap?: AttrMap } | undefined>;
-
-/** Unknown fields anywhere in a built-in object, from client-node's generated model metadata. */
-function unknownFields(value: unknown, type: string, at: string, out: string[]): string[] {
-  if (value === null || value === undefined) return out;
-  const arr = /^Array<(.+)>$/.exec(type);
-  if (arr) {
-    if (Array.isArray(value)) value.forEach((v, i) => unknownFields(v, arr[1]!, `${at}[${i}]`, out));
-    return out;
-  }
-  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
-  if (map) {
-    for (const [k, v] of Object.entries(value as Obj)) unknownFields(v, map[1]!, `${at}.${k}`, out);
-    return out;
-  }
-  const attrs = models[type]?.attributeTypeMap;
-  if (!attrs || typeof value !== 'object') return out; // primitives, IntOrString, quantities
-  for (const [k, v] of Object.entries(value as Obj)) {
-    const attr = attrs.find((a) => a.baseName === k);
-    if (!attr) out.push(`${at}.${k}`);
-    else unknownFields(v, attr.type, `${at}.${k}`, out);
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -489,7 +349,7 @@ describe('docs/install.md', () => {
     try {
       fs.writeFileSync(path.join(dir, 'kustomization.yaml'), text);
       const mini = renderMini(dir);
-      if (kubectl) expect(sorted(mini)).toEqual(sorted(renderKubectl(dir)));
+      if (kubectl) expect(sorted(mini)).toEqual(sorted(renderDir(dir)));
       const c = one(mini, 'Deployment', 'mesh-guard').spec.template.spec.containers[0];
       expect(c.image).toBe(image);
       const dryRun = (c.env as Obj[]).some((e) => e.name === 'DRY_RUN' && e.value === 'true');

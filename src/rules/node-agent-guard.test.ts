@@ -3,36 +3,17 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { admitAndConverge, admitPod } from '../../test/support/admit.js';
 import { skipWithout } from '../../test/support/corpus.js';
 import { corpusPod } from '../../test/support/review.js';
+import { CNI_POD, NODE_AGENT_CASES, NOT_NODE_AGENT_CASES, ZTUNNEL_POD, pod } from './node-agent-guard.cases.js';
 
 const ONEAGENT = 'oneagent.dynatrace.com/inject';
 const DT = 'dynatrace.com/inject';
 
-function pod(meta: Partial<NonNullable<V1Pod['metadata']>>, images: string[] = ['nginx:1.27']): V1Pod {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { namespace: 'default', ...meta },
-    spec: { containers: images.map((image, i) => ({ name: `c${i}`, image })) },
-  };
-}
-
 const annotationsOf = (p: unknown) => ((p as V1Pod).metadata?.annotations ?? {}) as Record<string, string>;
 
-// The chart pods exist only in ../shared/corpus (test/support/corpus.ts); skipped without it, never under CI.
-const CNI_POD = 'istio-charts/examples/istio-cni-node-pod.admission.yaml';
-const ZTUNNEL_POD = 'istio-charts/examples/ztunnel-pod.admission.yaml';
 const noChartPods = skipWithout(CNI_POD, ZTUNNEL_POD);
 
 describe('node-agent-guard: pods that get oneagent.dynatrace.com/inject: "false"', () => {
-  const cases: Array<[string, V1Pod]> = [
-    ['istio-cni in kube-system (GKE/OpenShift) by label', pod({ namespace: 'kube-system', generateName: 'x-', labels: { 'k8s-app': 'istio-cni-node' } })],
-    ['istio-cni by generateName only', pod({ generateName: 'istio-cni-node-' })],
-    ['istio-cni by name', pod({ name: 'istio-cni-node-abcde' })],
-    ['istio-cni by install-cni image on another registry, distroless tag', pod({ generateName: 'cni-' }, ['my.registry:5000/mirror/istio/install-cni:1.30.3-distroless'])],
-    ['istio-cni by install-cni image with digest', pod({ generateName: 'cni-' }, ['gcr.io/istio-release/install-cni@sha256:abcd'])],
-    ['Consul CNI', pod({ generateName: 'consul-cni-', labels: { app: 'consul', component: 'cni' }, annotations: { 'consul.hashicorp.com/connect-inject': 'false' } })],
-    ['linkerd-cni', pod({ generateName: 'linkerd-cni-', labels: { 'k8s-app': 'linkerd-cni', 'linkerd.io/cni-resource': 'true' } })],
-  ];
+  const cases = NODE_AGENT_CASES;
   const optedOut = async (input: V1Pod) => {
     const { result, patched } = await admitAndConverge(input);
     expect(result.outcome).toBe('patched');
@@ -84,16 +65,7 @@ describe('node-agent-guard: pods that get oneagent.dynatrace.com/inject: "false"
 });
 
 describe('node-agent-guard: pods left alone', () => {
-  const cases: Array<[string, V1Pod]> = [
-    ['an ordinary app pod', pod({ generateName: 'web-', labels: { app: 'web' } })],
-    ['an image whose name merely contains install-cni', pod({ generateName: 'tools-' }, ['docker.io/acme/my-install-cni-helper:1.0'])],
-    ['an image install-cni-tools', pod({ generateName: 'tools-' }, ['acme/install-cni-tools:2'])],
-    ['a repository path containing install-cni', pod({ generateName: 'x-' }, ['acme/install-cni/other:1'])],
-    ['app: ztunnel without a ztunnel image', pod({ generateName: 'z-', labels: { app: 'ztunnel' } })],
-    ['a ztunnel image without app: ztunnel', pod({ generateName: 'z-' }, ['istio/ztunnel:1.30'])],
-    ['Consul server (app: consul, component: server)', pod({ generateName: 'consul-server-', labels: { app: 'consul', component: 'server' } })],
-    ['generateName that only resembles istio-cni-node', pod({ generateName: 'my-istio-cni-node-' })],
-  ];
+  const cases = NOT_NODE_AGENT_CASES;
   it.each(cases)('%s', async (_name, input) => {
     const { result, ops } = await admitPod(input);
     expect(ops).toEqual([]);

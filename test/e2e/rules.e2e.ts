@@ -5,44 +5,17 @@
  * scraping reaches Consul's webhook with the metrics-merging annotations and the ActiveGate
  * exclusions, which end up in the redirect config Consul renders.
  */
-import https from 'node:https';
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WARN_KEPT_NATIVE } from '../../src/rules/istio-native-sidecar-guard.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
 import { startMeshGuard, type MeshGuard } from './support/mesh-guard.js';
 import { startConsul, type StandIn } from './support/peers.js';
-import { annotations, createPod } from './support/pods.js';
+import { annotations, createPod, createWithWarnings } from './support/pods.js';
 import { apply } from './support/webhooks.js';
 
 const DT_NS = { 'dynakube.internal.dynatrace.com/instance': 'dk' };
 const MESHED = { 'istio-injection': 'enabled', ...DT_NS };
-
-/** Creates a pod with a raw POST, to read the API server's Warning headers (client-node drops them). */
-async function createWithWarnings(cp: ControlPlane, pod: V1Pod): Promise<{ status: number; warnings: string[]; body: V1Pod }> {
-  const options: https.RequestOptions = {
-    host: '127.0.0.1',
-    port: cp.apiPort,
-    method: 'POST',
-    path: `/api/v1/namespaces/${pod.metadata!.namespace}/pods`,
-    headers: { 'content-type': 'application/json' },
-  };
-  await cp.kc.applyToHTTPSOptions(options);
-  return new Promise((resolve, reject) => {
-    const req = https.request(options, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d)).on('end', () => {
-        const raw = res.headers.warning;
-        const list = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
-        // RFC 7234 warn-value: 299 - "text"
-        const warnings = list.flatMap((w) => [...w.matchAll(/299 - "((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1')));
-        resolve({ status: res.statusCode ?? 0, warnings, body: JSON.parse(text) as V1Pod });
-      });
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(pod));
-  });
-}
 
 const appPod = (namespace: string, name: string, spec: Partial<V1Pod['spec']> = {}, extra: Record<string, string> = {}): V1Pod => ({
   apiVersion: 'v1',

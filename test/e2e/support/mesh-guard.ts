@@ -16,6 +16,10 @@ import { applyDeployBase } from './webhooks.js';
 export interface MeshGuard {
   readonly port: number;
   readonly url: string;
+  /** The config file it runs with: rewrite it (writeConfig) as kubelet syncs a changed ConfigMap. */
+  readonly configFile: string;
+  /** Replaces the config file's content below the server section; the server polls and reloads it. */
+  writeConfig(configYaml: string): void;
   /** The running process; replaced by start(). */
   process(): ServerProcess;
   start(): Promise<void>;
@@ -29,31 +33,40 @@ export interface MeshGuard {
 export interface MeshGuardOptions {
   /** Extra config YAML, appended to the server section written here (top-level keys only). */
   readonly configYaml?: string;
+  /**
+   * The webhook configuration is already installed (e.g. by `helm install`) and calls this port:
+   * deploy/base is not applied, and mesh-guard listens there.
+   */
+  readonly installedFor?: { port: number };
+  /** The serving certificate for 127.0.0.1 and localhost, and its CA; by default issued by the control plane's CA. */
+  readonly tls?: { cert: string; key: string; caPem: string };
 }
 
 /** Applies deploy/base (webhook pointed at a free loopback port), then starts mesh-guard there. */
 export async function startMeshGuard(cp: ControlPlane, opts: MeshGuardOptions = {}): Promise<MeshGuard> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-e2e-mg-'));
-  const port = await freePort();
+  const port = opts.installedFor?.port ?? (await freePort());
   const url = `https://127.0.0.1:${port}`;
-  await applyDeployBase(cp.kc, url, cp.caPem);
-  const { cert, key } = await cp.issueServingCert();
+  if (!opts.installedFor) await applyDeployBase(cp.kc, url, cp.caPem);
+  const { cert, key, caPem } = opts.tls ?? (await cp.issueServingCert());
   fs.writeFileSync(path.join(dir, 'tls.crt'), cert);
   fs.writeFileSync(path.join(dir, 'tls.key'), key, { mode: 0o600 });
   const configFile = path.join(dir, 'config.yaml');
-  fs.writeFileSync(
-    configFile,
-    [
-      'server:',
-      '  host: 127.0.0.1',
-      '  shutdownDelayMs: 200',
-      '  tls:',
-      `    certFile: ${path.join(dir, 'tls.crt')}`,
-      `    keyFile: ${path.join(dir, 'tls.key')}`,
-      opts.configYaml ?? '',
-      '',
-    ].join('\n'),
-  );
+  const writeConfig = (configYaml: string) =>
+    fs.writeFileSync(
+      configFile,
+      [
+        'server:',
+        '  host: 127.0.0.1',
+        '  shutdownDelayMs: 200',
+        '  tls:',
+        `    certFile: ${path.join(dir, 'tls.crt')}`,
+        `    keyFile: ${path.join(dir, 'tls.key')}`,
+        configYaml,
+        '',
+      ].join('\n'),
+    );
+  writeConfig(opts.configYaml ?? '');
   const kubeconfig = tokenKubeconfig(cp, await serviceAccountToken(cp, 'mesh-guard', 'mesh-guard'), dir, 'mesh-guard', 'mesh-guard');
   const all: ServerProcess[] = [];
   let current: ServerProcess | undefined;
@@ -62,10 +75,12 @@ export async function startMeshGuard(cp: ControlPlane, opts: MeshGuardOptions = 
   const mg: MeshGuard = {
     port,
     url,
+    configFile,
+    writeConfig,
     process: () => current!,
     async start() {
       const p = await spawnServer({ PORT: String(port), CONFIG_FILE: configFile, KUBECONFIG: kubeconfig });
-      fs.writeFileSync(path.join(p.dir, 'ca.crt'), cp.caPem);
+      fs.writeFileSync(path.join(p.dir, 'ca.crt'), caPem);
       if (runDir && p.child.pid) fs.writeFileSync(path.join(runDir, `mesh-guard-${p.child.pid}.pid`), String(p.child.pid));
       void p.exited.then(() => runDir && fs.rmSync(path.join(runDir, `mesh-guard-${p.child.pid}.pid`), { force: true }));
       all.push(p);

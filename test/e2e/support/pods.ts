@@ -1,4 +1,5 @@
 /** Pods through the real API server: created with client-node, asserted on what it stored. */
+import https from 'node:https';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import type { ControlPlane } from './controlplane.js';
 
@@ -34,3 +35,29 @@ export async function eventually<T>(what: string, timeoutMs: number, probe: () =
 }
 
 export const annotations = (pod: V1Pod): Record<string, string> => pod.metadata?.annotations ?? {};
+
+/** Creates a pod with a raw POST, to read the API server's Warning headers (client-node drops them). */
+export async function createWithWarnings(cp: ControlPlane, pod: V1Pod): Promise<{ status: number; warnings: string[]; body: V1Pod }> {
+  const options: https.RequestOptions = {
+    host: '127.0.0.1',
+    port: cp.apiPort,
+    method: 'POST',
+    path: `/api/v1/namespaces/${pod.metadata!.namespace}/pods`,
+    headers: { 'content-type': 'application/json' },
+  };
+  await cp.kc.applyToHTTPSOptions(options);
+  return new Promise((resolve, reject) => {
+    const req = https.request(options, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d)).on('end', () => {
+        const raw = res.headers.warning;
+        const list = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+        // RFC 7234 warn-value: 299 - "text"
+        const warnings = list.flatMap((w) => [...w.matchAll(/299 - "((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1')));
+        resolve({ status: res.statusCode ?? 0, warnings, body: JSON.parse(text) as V1Pod });
+      });
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(pod));
+  });
+}
