@@ -21,6 +21,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { defaultConfig } from '../src/config/schema.js';
+import { parseSelector, selectorMatches as matches } from '../src/cluster/selectors.js';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const deployDir = path.join(repoRoot, 'deploy');
@@ -197,23 +198,13 @@ function unknownFields(value: unknown, type: string, at: string, out: string[]):
 }
 
 // ---------------------------------------------------------------------------------------------
-// Label selector evaluation (for the namespaceSelector).
+// Label selector evaluation, with mesh-guard's own implementation (src/cluster/selectors.ts). An absent
+// selector is the empty one, as the API server defaults a webhook's namespaceSelector/objectSelector.
 
 function selectorMatches(sel: Obj | undefined, labels: Record<string, string>): boolean {
-  if (!sel) return true;
-  for (const [k, v] of Object.entries((sel.matchLabels ?? {}) as Record<string, string>)) if (labels[k] !== v) return false;
-  for (const e of (sel.matchExpressions ?? []) as Obj[]) {
-    const has = Object.hasOwn(labels, e.key);
-    const val = labels[e.key];
-    const ok =
-      e.operator === 'In' ? has && e.values.includes(val)
-      : e.operator === 'NotIn' ? !has || !e.values.includes(val)
-      : e.operator === 'Exists' ? has
-      : e.operator === 'DoesNotExist' ? !has
-      : false;
-    if (!ok) return false;
-  }
-  return true;
+  const parsed = parseSelector(sel ?? {});
+  if (!parsed.ok) throw new Error(`invalid selector: ${parsed.error}`);
+  return matches(parsed, labels);
 }
 
 const byteLess = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b)) < 0;
