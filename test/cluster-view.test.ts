@@ -11,7 +11,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createClusterView, SYNCED_METRIC, type ClusterViewTiming } from '../src/cluster/kube-view.js';
 import { offlineClusterView, type ClusterView } from '../src/cluster/view.js';
 import { defaultConfig, type Config } from '../src/config/schema.js';
+import { peerSeesPodCreate, type WebhookDiscovery } from '../src/cluster/webhooks.js';
 import { FakeApiServer, kubeconfigFor } from './support/fake-apiserver.js';
+import { CONSUL, configurationObject, ISTIO_CANARY, ISTIO_DEFAULT } from './support/peer-webhooks.js';
 
 const AG_LABELS = { 'app.kubernetes.io/component': 'activegate', 'app.kubernetes.io/name': 'dynatrace-operator' };
 const FAST: Partial<ClusterViewTiming> = { backoffInitialMs: 50, backoffMaxMs: 400, degradeAfterMs: 300, listTimeoutMs: 1_000 };
@@ -379,3 +381,115 @@ describe('cluster view (informers against the in-test API server)', () => {
     expect(timers()).toBeLessThanOrEqual(before);
   });
 });
+
+const MWC = 'admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
+const MWC_PATH = `/apis/${MWC}`;
+const isMwc = (r: { path: string }) => r.path.startsWith(MWC_PATH);
+
+function known(d: WebhookDiscovery): Extract<WebhookDiscovery, { state: 'known' }> {
+  if (d.state !== 'known') throw new Error(`webhooks unknown: ${d.reason}`);
+  return d;
+}
+
+describe('cluster view: mutating webhook configurations (peer discovery)', () => {
+  it('lists and watches them, answers from memory and follows add, change and delete', async () => {
+    server = await FakeApiServer.start();
+    seed(server);
+    server.create(MWC, configurationObject(ISTIO_CANARY));
+    const { log, lines } = capture();
+    view = createClusterView(clusterCfg(), { log, registry: new Registry(), kubeConfig: server.kubeConfig(), timing: FAST });
+    const v = view;
+    await v.ready();
+    expect(v.state).toBe('synced');
+    expect(lines.find((l) => l.clusterView === 'synced')?.['webhookConfigurations']).toBe(1);
+    const watch = server.requests.find((r) => r.path === MWC_PATH && r.watch);
+    expect(watch?.query['allowWatchBookmarks']).toBe('true');
+    expect(watch?.query['resourceVersion']).toMatch(/^\d+$/);
+
+    const first = known(v.mutatingWebhooks!());
+    expect(first.peers.istio.map((w) => w.name)).toEqual(['rev.namespace.sidecar-injector.istio.io', 'rev.object.sidecar-injector.istio.io']);
+    expect(v.mutatingWebhooks!()).toBe(first); // the same answer until something changes
+    const canaryNs = { state: 'known', labels: { 'istio.io/rev': 'canary' } } as const;
+    expect(peerSeesPodCreate('istio', first, { namespace: 'app', labels: new Map() }, canaryNs).reason).toBe(
+      'Istio webhook istio-sidecar-injector-canary/rev.namespace.sidecar-injector.istio.io matches: namespace label istio.io/rev=canary',
+    );
+
+    server.create(MWC, configurationObject(CONSUL));
+    await waitFor(() => known(v.mutatingWebhooks!()).peers.consul.length === 1, 'Consul configuration added');
+    server.modify(MWC, undefined, 'istio-sidecar-injector-canary', (o) => {
+      (o['webhooks'] as Array<Record<string, unknown>>).splice(1, 1);
+    });
+    await waitFor(() => known(v.mutatingWebhooks!()).peers.istio.length === 1, 'Istio webhook removed');
+    server.delete(MWC, undefined, 'istio-sidecar-injector-canary');
+    await waitFor(() => known(v.mutatingWebhooks!()).peers.istio.length === 0, 'Istio configuration deleted');
+    expect(known(v.mutatingWebhooks!()).configurations.map((c) => c.name)).toEqual(['consul-connect-injector']);
+    expect(lines.filter((l) => l.level >= 40)).toHaveLength(0);
+  });
+
+  it('keeps only what matching reads: no caBundle, no CEL, no managedFields in the cache', async () => {
+    server = await FakeApiServer.start();
+    const obj = configurationObject(ISTIO_DEFAULT);
+    obj.metadata.annotations = { 'kubectl.kubernetes.io/last-applied-configuration': 'x'.repeat(2000) };
+    obj.metadata['managedFields'] = [{ manager: 'helm', operation: 'Apply' }];
+    const hooks = obj['webhooks'] as Array<Record<string, unknown>>;
+    hooks[0]!['matchConditions'] = [{ name: 'skip-jobs', expression: 'SECRET-CEL-TEXT' }];
+    server.create(MWC, obj);
+    const { log } = capture();
+    view = createClusterView(clusterCfg(), { log, registry: new Registry(), kubeConfig: server.kubeConfig(), timing: FAST });
+    const v = view;
+    await v.ready();
+    // A change arrives through the watch, the first objects through the list: both are trimmed.
+    server.create(MWC, configurationObject(CONSUL));
+    await waitFor(() => known(v.mutatingWebhooks!()).configurations.length === 2, 'second configuration');
+    // The informer's own cache (private; looked at here because "never full objects" is the claim).
+    const cache = (v as unknown as { mwcInformer: { lw: { list(): unknown[] } } }).mwcInformer.lw.list();
+    const text = JSON.stringify(cache) + JSON.stringify(v.mutatingWebhooks!());
+    for (const gone of ['LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t', 'SECRET-CEL-TEXT', 'last-applied', 'managedFields', 'failurePolicy', '"path"']) {
+      expect(text).not.toContain(gone);
+    }
+    expect(known(v.mutatingWebhooks!()).peers.istio[0]!.matchConditions).toEqual(['skip-jobs']);
+  });
+
+  it('without RBAC for them the view still syncs, discovery is unknown with one warning, and recovers when granted', async () => {
+    server = await FakeApiServer.start();
+    seed(server);
+    server.create(MWC, configurationObject(ISTIO_CANARY));
+    server.setForbidden(isMwc);
+    const { log, lines } = capture();
+    view = createClusterView(clusterCfg(), { log, registry: new Registry(), kubeConfig: server.kubeConfig(), timing: FAST });
+    const v = view;
+    await v.ready();
+    expect(v.state).toBe('synced');
+    const d = v.mutatingWebhooks!();
+    expect(d.state).toBe('unknown');
+    expect(d.state === 'unknown' && d.reason).toMatch(/^not allowed to list mutatingwebhookconfigurations \(HTTP 403: mutatingwebhookconfigurations is forbidden/);
+    expect(peerSeesPodCreate('istio', d, { namespace: 'app', labels: new Map() }, { state: 'known', labels: {} }).state).toBe('unknown');
+    await waitFor(() => server!.requests.filter(isMwc).length >= 3, 'retries');
+    const warnings = lines.filter((l) => l.level === 40);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.clusterView).toBe('webhooks-forbidden');
+    expect(warnings[0]?.msg).toMatch(/deploy\/base\/rbac\.yaml/);
+
+    server.setForbidden(undefined);
+    await waitFor(() => v.mutatingWebhooks!().state === 'known', 'discovery after the grant');
+    expect(known(v.mutatingWebhooks!()).peers.istio).toHaveLength(2);
+    expect(v.state).toBe('synced');
+  });
+
+  it('serves the configurations it has through an API server outage', async () => {
+    const { server, view } = await startView();
+    server.create(MWC, configurationObject(CONSUL));
+    await view.ready();
+    await waitFor(() => view.mutatingWebhooks!().state === 'known' && known(view.mutatingWebhooks!()).peers.consul.length === 1, 'consul seen');
+    await server.stop();
+    await waitFor(() => view.state === 'degraded', 'degraded');
+    expect(known(view.mutatingWebhooks!()).peers.consul).toHaveLength(1);
+    await server.start();
+    await waitFor(() => view.state === 'synced', 'synced again');
+  });
+
+  it('the offline view and fixed views answer "unknown"', () => {
+    expect(offlineClusterView.mutatingWebhooks!()).toMatchObject({ state: 'unknown', reason: expect.stringMatching(/cluster view is off/) });
+  });
+});
+

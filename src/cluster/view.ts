@@ -1,3 +1,5 @@
+import type { WebhookDiscovery } from './webhooks.js';
+
 /**
  * The read-only slice of cluster state that rules may consult at admission time.
  *
@@ -25,6 +27,12 @@ export interface ClusterView {
   namespaceLabels(name: string): NamespaceLookup | Promise<NamespaceLookup>;
   /** ClusterIPs (IPv4 and IPv6) of the Dynatrace ActiveGate Services; null when unknown. */
   activeGateServiceIPs(): readonly string[] | null;
+  /**
+   * The mutating webhook configurations, as far as matching needs them, from memory. Optional:
+   * views that do not watch them (fixed views in tests, the CLIs) leave it out, which reads as
+   * "unknown" through `webhookDiscovery`.
+   */
+  mutatingWebhooks?(): WebhookDiscovery;
   /** Resolves after the first sync, or after the bounded wait; never rejects. */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -35,11 +43,20 @@ const OFF_LOOKUP: NamespaceLookup = Object.freeze({
   reason: 'cluster view is off (no in-cluster config and no KUBECONFIG)',
 });
 
+const OFF_WEBHOOKS: WebhookDiscovery = Object.freeze({ state: 'unknown', reason: OFF_LOOKUP.reason });
+const NOT_WATCHED: WebhookDiscovery = Object.freeze({ state: 'unknown', reason: 'this cluster view does not watch mutating webhook configurations' });
+
+/** What a view knows about the webhook configurations; "unknown" for views that do not watch them. */
+export function webhookDiscovery(view: ClusterView): WebhookDiscovery {
+  return view.mutatingWebhooks ? view.mutatingWebhooks() : NOT_WATCHED;
+}
+
 /** The view used when no cluster is reachable: every answer is "unknown". */
 export const offlineClusterView: ClusterView = {
   state: 'off',
   namespaceLabels: () => OFF_LOOKUP,
   activeGateServiceIPs: () => null,
+  mutatingWebhooks: () => OFF_WEBHOOKS,
   ready: async () => undefined,
   close: async () => undefined,
 };
@@ -48,6 +65,7 @@ export const offlineClusterView: ClusterView = {
 export function staticClusterView(
   namespaces: Readonly<Record<string, Readonly<Record<string, string>>>>,
   activeGateIPs: readonly string[] | null = [],
+  webhooks: WebhookDiscovery = NOT_WATCHED,
 ): ClusterView {
   return {
     state: 'synced',
@@ -56,6 +74,7 @@ export function staticClusterView(
       return labels ? { state: 'known', labels } : { state: 'absent' };
     },
     activeGateServiceIPs: () => activeGateIPs,
+    mutatingWebhooks: () => webhooks,
     ready: async () => undefined,
     close: async () => undefined,
   };
