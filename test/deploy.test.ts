@@ -405,11 +405,14 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (rel) => {
     expect(sa.metadata.namespace).toBe(dep.metadata.namespace);
   });
 
-  it('grants only get/list/watch on namespaces and services', () => {
+  it('grants only get/list/watch on namespaces, services and mutating webhook configurations', () => {
     const objs = render(rel);
     const roles = objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
     expect(roles).toHaveLength(1);
-    expect(roles[0]!.rules).toEqual([{ apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] }]);
+    expect(roles[0]!.rules).toEqual([
+      { apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], verbs: ['get', 'list', 'watch'] },
+    ]);
     const bindings = objs.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding');
     expect(bindings).toHaveLength(1);
     expect(bindings[0]!.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: roles[0]!.metadata.name });
