@@ -15,6 +15,7 @@ import { run } from '../src/cli/main.js';
 import { namespaceResolver, parseManifests, podFromTemplate, runPreview, TEMPLATE_PATHS, getIn, type PreviewObject } from '../src/cli/preview.js';
 import { staticClusterView } from '../src/cluster/view.js';
 import { parseConfig } from '../src/config/load.js';
+import { WARN_KEPT_NATIVE } from '../src/rules/istio-native-sidecar-guard.js';
 import { applyOps, decodePatch, repoRoot, review, sharedDir, type Op, type ReviewResponse } from './support/review.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -54,7 +55,7 @@ describe('preview goldens', () => {
   it('yaml', async () => {
     const r = await cli([...args, '-o', 'yaml']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/^mesh-guard preview: 6 objects changed/);
+    expect(r.stderr).toMatch(/^mesh-guard preview: 5 objects changed/);
     expectGolden('workloads.out.yaml', r.stdout);
   });
 });
@@ -75,11 +76,11 @@ describe('preview output', () => {
     expect(byKind['Job/migrate']!.notes[0]!.note).toMatch(/left alone/);
     expect(out.skipped).toEqual([{ document: 11, kind: 'Service', namespace: 'shop', name: 'web', reason: 'kind Service has no pod template' }]);
     expect(out.namespaces).toEqual(['shop', 'payments']);
-    expect(out.summary).toEqual({ objects: 9, changed: 6, unchanged: 3, skipped: 1 });
-    // The CronJob template has no metadata: the pod patch creates the map, the manifest patch too.
-    expect(byKind['CronJob/report']!.manifestPatch).toEqual([
-      { op: 'add', path: '/spec/jobTemplate/spec/template/metadata', value: { annotations: { 'sidecar.istio.io/nativeSidecar': 'false' } } },
-    ]);
+    expect(out.summary).toEqual({ objects: 9, changed: 5, unchanged: 4, skipped: 1 });
+    // The CronJob's pods run to completion: they keep native sidecars, and kubectl would show why.
+    expect(byKind['CronJob/report']!.manifestPatch).toEqual([]);
+    expect(byKind['CronJob/report']!.warnings).toEqual([WARN_KEPT_NATIVE]);
+    expect(byKind['Deployment/web']!.warnings).toEqual([]);
   });
 
   it('manifestPatch applies to the manifest and gives the same template as the pod patch gives the pod', async () => {
@@ -140,9 +141,10 @@ describe('preview output', () => {
     const r = await cli(['preview', '-f', '-', ...flags, '-o', 'json'], JSON.stringify(list));
     const out = JSON.parse(r.stdout) as { objects: PreviewObject[] };
     expect(out.objects[0]).toMatchObject({ kind: 'Deployment', namespace: 'shop', name: 'api' });
-    expect(out.objects[0]!.patch).toEqual([{ op: 'add', path: '/metadata/annotations', value: { 'sidecar.istio.io/nativeSidecar': 'false' } }]);
+    const added = { 'sidecar.istio.io/nativeSidecar': 'false', 'proxy.istio.io/config': 'holdApplicationUntilProxyStarts: true' };
+    expect(out.objects[0]!.patch).toEqual([{ op: 'add', path: '/metadata/annotations', value: added }]);
     // Paths from the object's own root, also for an item of a List.
-    expect(out.objects[0]!.manifestPatch).toEqual([{ op: 'add', path: '/spec/template/metadata/annotations', value: { 'sidecar.istio.io/nativeSidecar': 'false' } }]);
+    expect(out.objects[0]!.manifestPatch).toEqual([{ op: 'add', path: '/spec/template/metadata/annotations', value: added }]);
     // -o yaml of JSON input is YAML of the mutated value.
     const y = await cli(['preview', '-f', '-', ...flags, '-o', 'yaml'], JSON.stringify(list));
     expect(y.stdout).toContain('sidecar.istio.io/nativeSidecar: "false"');
@@ -271,7 +273,7 @@ describe('compiled CLI (dist/src/cli/main.js)', () => {
   it('has a shebang and runs preview as a program', async () => {
     expect(fs.readFileSync(bin, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
     const ok = await exec(process.execPath, [bin, 'preview', '-f', input, '-o', 'json', '--activegate-ip', AG_IP]);
-    expect(JSON.parse(ok.stdout).summary).toEqual({ objects: 9, changed: 6, unchanged: 3, skipped: 1 });
+    expect(JSON.parse(ok.stdout).summary).toEqual({ objects: 9, changed: 5, unchanged: 4, skipped: 1 });
     const fail = await exec(process.execPath, [bin, 'preview', '-f', input, '--fail-on-change']).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),

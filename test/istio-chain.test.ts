@@ -33,6 +33,7 @@ describe('chain: mesh-guard → Istio → mesh-guard', () => {
       'prometheus.io/port': '8080',
       'prometheus.io/path': '/metrics',
       'sidecar.istio.io/nativeSidecar': 'false',
+      'proxy.istio.io/config': 'holdApplicationUntilProxyStarts: true',
     });
     expect(first.result.review.response.auditAnnotations).toEqual({ 'mutated-by': 'istio-metric-merging,istio-native-sidecar-guard' });
     // Istio stored the app endpoint for pilot-agent and pointed Prometheus at itself.
@@ -43,8 +44,8 @@ describe('chain: mesh-guard → Istio → mesh-guard', () => {
       'metrics.dynatrace.com/port': '15020',
       'metrics.dynatrace.com/path': '/stats/prometheus',
     });
-    // nativeSidecar "false" kept istio-proxy a regular container.
-    expect(injected.spec!.containers.map((c) => c.name)).toEqual(['app', 'istio-proxy']);
+    // nativeSidecar "false" kept istio-proxy a regular container, held first so it starts before the app.
+    expect(injected.spec!.containers.map((c) => c.name)).toEqual(['istio-proxy', 'app']);
     expect(second.ops).toEqual([]);
     expect(second.result.outcomes).toEqual([]);
   });

@@ -60,18 +60,19 @@ describe('the test Istio matches the real fixtures', () => {
 
 describe('before Istio: the inputs as they are (namespace istio-injection=enabled, Dynatrace-injected)', () => {
   const cases: Array<[string, string[], RegExp | null]> = [
-    ['hello.yaml', ['sidecar.istio.io/nativeSidecar'], null],
-    ['prometheus-scrape.yaml', ['sidecar.istio.io/nativeSidecar'], null],
-    ['prometheus-scrape2.yaml', ['sidecar.istio.io/nativeSidecar'], null],
-    ['native-sidecar.yaml', ['sidecar.istio.io/nativeSidecar'], null],
-    ['hello-multiport-metrics.yaml', ['sidecar.istio.io/nativeSidecar'], null],
+    ['hello.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
+    ['prometheus-scrape.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
+    ['prometheus-scrape2.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
+    ['native-sidecar.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
+    ['hello-multiport-metrics.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
     ['native-sidecar-opt-in.yaml', [], /sidecar.istio.io\/nativeSidecar="true" is set on the pod and left alone/],
-    ['native-sidecar-opt-out.yaml', [], null],
+    // The owner's classic sidecar gets the start order that classic sidecars lack.
+    ['native-sidecar-opt-out.yaml', ['proxy.istio.io/config'], /nativeSidecar="false" gives a classic sidecar: holdApplicationUntilProxyStarts/],
     ['merge-probers.yaml', [], null],
     ['hello-host-network.yaml', [], null],
     ['hello-host-network-with-ns.yaml', [], null],
     ['hello-ignore.yaml', [], null],
-    ['classic-1.26.8/hello.yaml', ['sidecar.istio.io/nativeSidecar'], null],
+    ['classic-1.26.8/hello.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
   ];
   it.each(cases)('%s', async (file, added, reason) => {
     const input = load(file);
@@ -79,6 +80,7 @@ describe('before Istio: the inputs as they are (namespace istio-injection=enable
     const after = annotations(run.patched);
     expect(Object.keys(after).filter((k) => after[k] !== annotations(input)[k])).toEqual(added);
     if (added.length) expect(after['sidecar.istio.io/nativeSidecar']).toBe('false');
+    if (added.length) expect(after['proxy.istio.io/config']).toMatch(/holdApplicationUntilProxyStarts: true$/);
     expect(reasonsOf(run, 'istio-metric-merging')).toBe('');
     if (reason) expect(reasonsOf(run, 'istio-native-sidecar-guard')).toMatch(reason);
   });
@@ -139,7 +141,8 @@ describe('after Istio: the .injected outputs', () => {
     const run = await admitPod(load(file), opts);
     expect(run.ops).toEqual([]);
     const native = sidecarList(load(file)) === 'initContainers';
-    expect(reasonsOf(run, 'istio-native-sidecar-guard')).toMatch(native ? /too late to opt out/ : /^$/);
+    const askedNative = annotations(load(file))['sidecar.istio.io/nativeSidecar'] === 'true';
+    expect(reasonsOf(run, 'istio-native-sidecar-guard')).toMatch(!native ? /^$/ : askedNative ? /the native sidecar the pod asked for/ : /too late to opt out/);
     expect(reasonsOf(run, 'istio-metric-merging')).toBe('');
   });
 

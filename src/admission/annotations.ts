@@ -3,6 +3,7 @@
  * consumer parses them. A value that one consumer reads as "false" may mean "default"
  * to another, so every reader names its consumer.
  */
+import { isMap, isScalar, parseDocument, Scalar, type YAMLMap } from 'yaml';
 
 /** Go's strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False; anything else is an error (undefined). */
 export function parseGoBool(value: string | undefined): boolean | undefined {
@@ -50,6 +51,16 @@ export const ISTIO_NATIVE_SIDECAR = 'sidecar.istio.io/nativeSidecar';
 export const DT_INJECT = 'dynatrace.com/inject';
 export const DT_ONEAGENT_INJECT = 'oneagent.dynatrace.com/inject';
 export const DT_NAMESPACE_INSTANCE = 'dynakube.internal.dynatrace.com/instance';
+/** Code-module delivery per pod: "csi" or "ephemeral" (operator mutator/oneagent/config.go AnnotationVolumeType), "image" since 1.11 (docs). */
+export const DT_VOLUME_TYPE = 'oneagent.dynatrace.com/volume-type';
+
+/**
+ * The per-container OneAgent opt-out, `container.inject.dynatrace.com/<container>`. The operator
+ * (pkg/webhook/mutation/pod/mutator/container.go checkInjectionAnnotation) excludes the container
+ * only when the value is exactly "false": no ParseBool here.
+ */
+export const dynatraceContainerOptOutKey = (container: string): string => `container.inject.dynatrace.com/${container}`;
+export const dynatraceContainerExcluded = (value: string | undefined): boolean => value === 'false';
 export const CONSUL_CONNECT_INJECT = 'consul.hashicorp.com/connect-inject';
 /** Set by Consul's webhook once it injected the pod (consul.md §3); it then never runs again. */
 export const CONSUL_CONNECT_INJECT_STATUS = 'consul.hashicorp.com/connect-inject-status';
@@ -123,6 +134,9 @@ export const ISTIO_MERGE_METRICS = 'prometheus.istio.io/merge-metrics';
 export const ISTIO_STATUS_PORT_OVERRIDE = 'status.sidecar.istio.io/port';
 export const ISTIO_PROXY_CONFIG = 'proxy.istio.io/config';
 export const ISTIO_PROXY_CONTAINER = 'istio-proxy';
+/** ProxyConfig field; jsonpb also takes the proto name (istio.md §2, injection-template.yaml `$holdProxy`). */
+export const ISTIO_HOLD_APPLICATION = 'holdApplicationUntilProxyStarts';
+const ISTIO_HOLD_APPLICATION_PROTO = 'hold_application_until_proxy_starts';
 export const ISTIO_PROMETHEUS_ENV = 'ISTIO_PROMETHEUS_ANNOTATIONS';
 /** Namespaces Istio's injector never injects (istio.md §5 step 2, initializer.go IgnoredNamespaces). */
 export const ISTIO_IGNORED_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease', 'local-path-storage'];
@@ -144,6 +158,36 @@ export const DT_METRICS_FILTER = 'metrics.dynatrace.com/filter';
 export const DT_METRICS_DEFAULT_PATH = '/metrics';
 /** The filter Dynatrace's Istio guide gives for dropping mesh metrics (dynatrace.md §5), byte for byte. */
 export const DT_EXCLUDE_MESH_FILTER = '{"mode":"exclude","names":["istio_*","envoy_*"]}';
+
+export type ProxyConfigEdit =
+  | { readonly kind: 'set'; readonly value: string }
+  /** The user's own holdApplicationUntilProxyStarts, true or false: it stays. */
+  | { readonly kind: 'present'; readonly value: string }
+  | { readonly kind: 'invalid'; readonly why: string };
+
+/**
+ * `proxy.istio.io/config` with `holdApplicationUntilProxyStarts: true` merged in. Istio reads the
+ * annotation with protomarshal.ApplyYAML (sigs.k8s.io/yaml to JSON, then jsonpb into ProxyConfig,
+ * unknown fields allowed: istio pkg/config/mesh/mesh.go MergeProxyConfig), so YAML 1.1 or JSON,
+ * one document, a map. The document is edited in place, so every other field, comment and the
+ * flow (JSON) or block style stay as written; in a JSON document the new key is quoted, so the
+ * value is still JSON. Anything that does not parse as one map is left to its owner.
+ */
+export function istioProxyConfigWithHold(raw: string | undefined): ProxyConfigEdit {
+  if (raw === undefined || raw.trim() === '') return { kind: 'set', value: `${ISTIO_HOLD_APPLICATION}: true` };
+  const doc = parseDocument(raw, { version: '1.1' });
+  if (doc.errors.length) return { kind: 'invalid', why: `does not parse as YAML (${doc.errors[0]!.code})` };
+  const map = doc.contents;
+  if (!isMap(map)) return { kind: 'invalid', why: 'is not a map' };
+  for (const key of [ISTIO_HOLD_APPLICATION, ISTIO_HOLD_APPLICATION_PROTO]) {
+    if (map.has(key)) return { kind: 'present', value: `${key}: ${String(map.get(key))}` };
+  }
+  const pair = doc.createPair(ISTIO_HOLD_APPLICATION, true);
+  if (map.flow && isScalar(pair.key)) pair.key.type = Scalar.QUOTE_DOUBLE;
+  (map as YAMLMap<unknown, unknown>).add(pair);
+  const text = doc.toString({ lineWidth: 0 });
+  return { kind: 'set', value: raw.endsWith('\n') ? text : text.replace(/\n$/, '') };
+}
 
 /**
  * Prometheus strutil.SanitizeLabelName, as Istio uses it to match annotation keys

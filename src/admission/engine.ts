@@ -12,6 +12,7 @@ export interface RuleOutcome {
   readonly mode: Exclude<RuleMode, 'off'>;
   readonly changes: readonly ResolvedChange[];
   readonly reasons: readonly string[];
+  readonly warnings: readonly string[];
   /** Set when the rule threw: its changes are dropped, the pod is still admitted. */
   readonly error?: string;
 }
@@ -20,6 +21,8 @@ export interface Evaluation {
   readonly ops: PatchOperation[];
   /** Only rules that changed something, would have, or gave a reason. */
   readonly outcomes: readonly RuleOutcome[];
+  /** Every rule's warnings, once each, in rule order (dry-run too: they describe the pod, not a patch). */
+  readonly warnings: readonly string[];
 }
 
 export function effectiveMode(config: Config, rule: RuleName): RuleMode {
@@ -37,21 +40,29 @@ export function evaluateRules(pod: PodView, ctx: RuleContext, rules: readonly Ru
     if (mode === 'off') continue;
     let changes: readonly Change[];
     let reasons: readonly string[];
+    let warnings: readonly string[];
     try {
-      ({ changes, reasons } = rule.evaluate(view, ctx));
+      ({ changes, reasons, warnings = NO_WARNINGS } = rule.evaluate(view, ctx));
     } catch (err) {
-      outcomes.push({ rule: rule.name, mode, changes: [], reasons: [], error: errorText(err) });
+      outcomes.push({ rule: rule.name, mode, changes: [], reasons: [], warnings: NO_WARNINGS, error: errorText(err) });
       continue;
     }
-    if (changes.length === 0 && reasons.length === 0) continue;
-    outcomes.push({ rule: rule.name, mode, changes: resolveChanges(view, changes), reasons });
+    if (changes.length === 0 && reasons.length === 0 && warnings.length === 0) continue;
+    outcomes.push({ rule: rule.name, mode, changes: resolveChanges(view, changes), reasons, warnings });
     if (mode === 'enforce' && changes.length > 0) {
       enforced.push(...changes);
       // Later rules see the pod as it will be, e.g. an opt-out set by an earlier rule.
       view = applyMetadataChanges(view, changes);
     }
   }
-  return { ops: enforced.length ? buildPatch(pod, enforced) : [], outcomes };
+  return { ops: enforced.length ? buildPatch(pod, enforced) : [], outcomes, warnings: warningsOf(outcomes) };
+}
+
+const NO_WARNINGS: readonly string[] = Object.freeze([]);
+
+function warningsOf(outcomes: readonly RuleOutcome[]): readonly string[] {
+  const all = outcomes.flatMap((o) => o.warnings);
+  return all.length ? [...new Set(all)] : NO_WARNINGS;
 }
 
 function applyMetadataChanges(pod: PodView, changes: readonly Change[]): PodView {

@@ -103,19 +103,19 @@ export function admit(request: AdmissionRequest, deps: AdmitDeps): AdmissionResu
   if (!isPodCreate(request)) {
     line.kind = typeof request.kind?.kind === 'string' ? request.kind.kind : undefined;
     line.operation = typeof request.operation === 'string' ? request.operation : undefined;
-    return done('not-a-pod-create', [], [], line);
+    return done('not-a-pod-create', [], [], [], line);
   }
   const inspected = inspectPod(request.object, request.namespace);
   if (!inspected.ok) {
     line.reason = inspected.reason;
-    return done('unexpected-shape', [], [], line);
+    return done('unexpected-shape', [], [], [], line);
   }
   const pod = inspected.pod;
   line.namespace = pod.namespace || line.namespace;
   line.pod = pod.displayName;
   if (parseGoBool(pod.annotations.get(SKIP_ANNOTATION)) === true) {
     line.reason = `${SKIP_ANNOTATION} is true`;
-    return done('opted-out', [], [], line);
+    return done('opted-out', [], [], [], line);
   }
   const namespace = pod.namespace ? deps.cluster.namespaceLabels(pod.namespace) : NO_NAMESPACE;
   if (namespace instanceof Promise) return namespace.then((ns) => evaluate(pod, ns, deps, line));
@@ -127,7 +127,7 @@ const NO_NAMESPACE: NamespaceLookup = Object.freeze({ state: 'unknown', reason: 
 function evaluate(pod: PodView, namespace: NamespaceLookup, deps: AdmitDeps, line: AdmissionLogLine): AdmissionResult {
   const evaluation = evaluateRules(pod, { config: deps.config, namespace, activeGateIPs: deps.cluster.activeGateServiceIPs() }, deps.rules);
   const outcome: Outcome = evaluation.ops.length > 0 ? 'patched' : 'unchanged';
-  return done(outcome, evaluation.ops, evaluation.outcomes, line);
+  return done(outcome, evaluation.ops, evaluation.outcomes, evaluation.warnings, line);
 }
 
 function isPodCreate(r: AdmissionRequest): boolean {
@@ -140,9 +140,11 @@ function done(
   outcome: Outcome,
   ops: PatchOperation[],
   outcomes: readonly RuleOutcome[],
+  warnings: readonly string[],
   log: AdmissionLogLine,
 ): AdmissionResult {
   const response: AdmissionResponse = { uid: log.uid, allowed: true };
+  if (warnings.length) response.warnings = [...warnings];
   if (ops.length > 0) {
     response.patchType = 'JSONPatch';
     response.patch = Buffer.from(JSON.stringify(ops)).toString('base64');
@@ -167,6 +169,7 @@ function logOutcome(o: RuleOutcome): Record<string, unknown> {
     mode: o.mode,
     ...(o.changes.length ? { changes: o.changes.map(describeChange) } : {}),
     ...(o.reasons.length ? { reasons: o.reasons } : {}),
+    ...(o.warnings.length ? { warnings: o.warnings } : {}),
     ...(o.error ? { error: o.error } : {}),
   };
 }

@@ -20,6 +20,8 @@ export interface PodView {
   readonly annotations: ReadonlyMap<string, string>;
   readonly labels: ReadonlyMap<string, string>;
   readonly hostNetwork: boolean;
+  /** spec.restartPolicy as sent; "" when absent (the API server defaults that to Always). */
+  readonly restartPolicy: string;
   /** Well-formed containers with their index in the raw list. */
   readonly containers: readonly IndexedContainer[];
   readonly initContainers: readonly IndexedContainer[];
@@ -145,6 +147,7 @@ export function inspectPod(object: unknown, requestNamespace: string | undefined
       annotations,
       labels,
       hostNetwork: s.hostNetwork === true,
+      restartPolicy: typeof s.restartPolicy === 'string' ? s.restartPolicy : '',
       containers,
       initContainers,
       volumeNames,
@@ -159,6 +162,14 @@ export function withMetadata(
   labels: ReadonlyMap<string, string>,
 ): PodView {
   return { ...pod, annotations, labels };
+}
+
+/**
+ * A pod that runs to completion: restartPolicy Never or OnFailure. Every Job and CronJob pod
+ * is one (the Job API requires one of the two); a sidecar that keeps running blocks it.
+ */
+export function runsToCompletion(pod: PodView): boolean {
+  return pod.restartPolicy === 'Never' || pod.restartPolicy === 'OnFailure';
 }
 
 /** Whether a container or init container runs an image of this name (see imageName). */

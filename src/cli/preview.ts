@@ -254,6 +254,8 @@ export interface PreviewObject {
   readonly changes: readonly PreviewChange[];
   /** Rules that looked at the pod and said why they did nothing (or failed). */
   readonly notes: ReadonlyArray<{ readonly rule: string; readonly note: string }>;
+  /** The AdmissionReview warnings kubectl would show on creating the pod. */
+  readonly warnings: readonly string[];
 }
 
 export interface SkippedObject {
@@ -370,6 +372,7 @@ export async function runPreview(input: ParsedInput, opts: PreviewOptions): Prom
           : [],
         ),
       ],
+      warnings: result.review.response.warnings ?? [],
     });
   }
   return { objects, skipped, namespaces, mutatedValues, documentEdits, admittedPods };
@@ -429,6 +432,8 @@ export function renderPreviewTable(r: PreviewResult): string {
   for (const o of r.objects) for (const n of o.notes) notes.push(`${objectLabel(o)}: ${n.rule === '-' ? '' : `${n.rule}: `}${n.note}`);
   for (const s of r.skipped) notes.push(`${objectLabel(s)}: skipped, ${s.reason}`);
   if (notes.length) text += `${rows.length ? '\n' : ''}Notes:\n${notes.map((n) => `  ${n}`).join('\n')}\n`;
+  const warnings = r.objects.flatMap((o) => o.warnings.map((w) => `${objectLabel(o)}: ${w}`));
+  if (warnings.length) text += `${rows.length || notes.length ? '\n' : ''}Warnings (kubectl shows them on create):\n${warnings.map((w) => `  ${w}`).join('\n')}\n`;
   const s = summary(r);
   text += `${rows.length || notes.length ? '\n' : ''}${s.changed ? `${plural(s.changed, 'object')} would change` : 'No changes'} (${plural(s.objects, 'pod/workload', 'pods/workloads')} checked, ${s.skipped} skipped${r.namespaces.length ? `, ${plural(r.namespaces.length, 'namespace')} used as context` : ''}).\n`;
   return text;

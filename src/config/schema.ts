@@ -157,13 +157,20 @@ export const RULE_NAMES = [
   'istio-metric-merging',
   'istio-native-sidecar-guard',
   'consul-activegate-exclusions',
+  'mesh-proxy-instrumentation-guard',
 ] as const;
 export type RuleName = (typeof RULE_NAMES)[number];
 export const RULE_MODES = ['enforce', 'dry-run', 'off'] as const;
 export type RuleMode = (typeof RULE_MODES)[number];
 
+/**
+ * Rules that are off unless a user turns them on. mesh-proxy-instrumentation-guard also turns
+ * off Dynatrace's monitoring of the mesh proxies, which users may want.
+ */
+const OFF_BY_DEFAULT: ReadonlySet<RuleName> = new Set<RuleName>(['mesh-proxy-instrumentation-guard']);
+
 const ruleModes = obj(
-  Object.fromEntries(RULE_NAMES.map((n) => [n, oneOf(RULE_MODES, 'enforce')])) as Record<RuleName, Field<RuleMode>>,
+  Object.fromEntries(RULE_NAMES.map((n) => [n, oneOf(RULE_MODES, OFF_BY_DEFAULT.has(n) ? 'off' : 'enforce')])) as Record<RuleName, Field<RuleMode>>,
 );
 
 export const configSchema = obj({
@@ -216,6 +223,13 @@ export const configSchema = obj({
     /** Mirror of mesh defaultConfig.statusPort. */
     statusPort: int(15020, 1, 65535),
     nativeSidecarGuard: bool(true),
+    /**
+     * What the native-sidecar guard does with a pod that runs to completion (restartPolicy Never
+     * or OnFailure: every Job and CronJob pod). keep-native: leave its native sidecar, which lets it
+     * complete, and warn that OneAgent does not support it. classic: force a classic sidecar as on
+     * other pods, and warn that the pod will not complete while istio-proxy runs.
+     */
+    runToCompletionPods: oneOf(['keep-native', 'classic'], 'keep-native'),
   }),
   consul: obj({
     /** Mirror of Helm connectInject.default. */

@@ -24,19 +24,20 @@ export const CONSUL_SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube
 export type ConsulVerdict =
   /** Consul does not look at the pod at all: none of our business. */
   | { readonly kind: 'not-consul' }
-  /** A Consul pod that gets no transparent-proxy redirection (or that Consul rejects). */
+  /** A Consul pod that gets no injection (or, for consulTproxyVerdict, no transparent-proxy redirection), or that Consul rejects. */
   | { readonly kind: 'skip'; readonly reason: string }
-  /** Consul will inject the pod with transparent proxy: the exclusion annotations work. */
+  /** Consul will inject the pod (consulTproxyVerdict: with transparent proxy, so the exclusion annotations work). */
   | { readonly kind: 'will-inject'; readonly reason: string }
   /** Consul already injected the pod (`connect-inject-status` set): only the rendered config counts. */
   | { readonly kind: 'injected'; readonly reason: string };
 
 /**
- * Mirrors Consul's decision (consul.md §2). A pod that carries no connect-inject annotation
- * while `consul.injectByDefault` is false is not a Consul pod; neither is one that opts out.
- * A namespace or selector exclusion is only explained for pods that ask for injection.
+ * Mirrors Consul's decision to inject at all (consul.md §2, `shouldInject`). A pod that carries
+ * no connect-inject annotation while `consul.injectByDefault` is false is not a Consul pod;
+ * neither is one that opts out. A namespace or selector exclusion is only explained for pods
+ * that ask for injection.
  */
-export function consulTproxyVerdict(pod: PodView, ctx: RuleContext): ConsulVerdict {
+export function consulInjectVerdict(pod: PodView, ctx: RuleContext): ConsulVerdict {
   const status = pod.annotations.get(CONSUL_CONNECT_INJECT_STATUS);
   if (status !== undefined && status !== '') {
     return { kind: 'injected', reason: `Consul already injected the pod (${CONSUL_CONNECT_INJECT_STATUS}=${JSON.stringify(status)})` };
@@ -50,22 +51,23 @@ export function consulTproxyVerdict(pod: PodView, ctx: RuleContext): ConsulVerdi
   if (ctx.config.consul.denyNamespaces.includes(pod.namespace)) {
     return excluded(`namespace ${pod.namespace} is in consul.denyNamespaces (connectInject.k8sDenyNamespaces)`);
   }
-  let injectWhy: string;
   const inject = consulBool(raw);
-  if (!inject.present) {
-    injectWhy = `${CONSUL_CONNECT_INJECT} absent and consul.injectByDefault is true`;
-  } else if ('invalid' in inject) {
+  if (!inject.present) return { kind: 'will-inject', reason: `${CONSUL_CONNECT_INJECT} absent and consul.injectByDefault is true` };
+  if ('invalid' in inject) {
     return { kind: 'skip', reason: `${CONSUL_CONNECT_INJECT}=${JSON.stringify(raw)} is not a Go bool, so Consul's webhook rejects the pod` };
-  } else if (!inject.value) {
-    return { kind: 'not-consul' };
-  } else {
-    injectWhy = `${CONSUL_CONNECT_INJECT}=${JSON.stringify(raw)}`;
   }
+  if (!inject.value) return { kind: 'not-consul' };
+  return { kind: 'will-inject', reason: `${CONSUL_CONNECT_INJECT}=${JSON.stringify(raw)}` };
+}
 
+/** Consul's injection with transparent proxy (`common.TransparentProxyEnabled`) on top of `consulInjectVerdict`. */
+export function consulTproxyVerdict(pod: PodView, ctx: RuleContext): ConsulVerdict {
+  const inject = consulInjectVerdict(pod, ctx);
+  if (inject.kind !== 'will-inject') return inject;
   const tproxy = transparentProxy(pod, ctx);
   if ('invalid' in tproxy) return { kind: 'skip', reason: tproxy.invalid };
   if (!tproxy.on) return { kind: 'skip', reason: `Consul injects without transparent proxy (${tproxy.why}), so no outbound redirection to exclude from` };
-  return { kind: 'will-inject', reason: `Consul will inject with transparent proxy (${injectWhy}; ${tproxy.why})` };
+  return { kind: 'will-inject', reason: `Consul will inject with transparent proxy (${inject.reason}; ${tproxy.why})` };
 }
 
 /** Pod annotation, then the namespace label of the same key, then the configured default. */

@@ -7,7 +7,7 @@
  * `oneagent.dynatrace.com/inject` parsing false (Go ParseBool; anything unparseable means
  * the default, i.e. inject) opts the pod out.
  */
-import { DT_INJECT, DT_NAMESPACE_INSTANCE, DT_ONEAGENT_INJECT, parseGoBool } from '../admission/annotations.js';
+import { DT_INJECT, DT_NAMESPACE_INSTANCE, DT_ONEAGENT_INJECT, DT_VOLUME_TYPE, parseGoBool } from '../admission/annotations.js';
 import type { PodView } from '../admission/pod.js';
 import type { RuleContext } from './types.js';
 
@@ -36,4 +36,20 @@ export function dynatraceWillInject(pod: PodView, ctx: RuleContext): Verdict {
     yes: assume,
     reason: `namespace labels unknown (${ns.reason}); dynatrace.assumeInjectedWhenUnknown is ${assume}`,
   };
+}
+
+/**
+ * What OneAgent would cost a mesh node agent, by code-module delivery (peers-2026-12.md §3).
+ * The pod annotation `oneagent.dynatrace.com/volume-type` picks the delivery when the DynaKube
+ * has a code-modules image (operator mutator/oneagent/mutator.go isCSIVolume: "csi" or
+ * "ephemeral"; "image" per the 1.11 docs). Without it the DynaKube decides, which mesh-guard
+ * cannot see; the Helm chart's default is the CSI driver (csidriver.enabled: true).
+ */
+export function nodeAgentOneAgentRisk(pod: PodView): string {
+  const type = pod.annotations.get(DT_VOLUME_TYPE);
+  if (type === 'ephemeral' || type === 'image') {
+    return `with ${DT_VOLUME_TYPE}=${JSON.stringify(type)} there is no CSI deadlock, but OneAgent would cost the node agent an image pull and an LD_PRELOAD into it, slowing every new node's mesh`;
+  }
+  const why = type === 'csi' ? `${DT_VOLUME_TYPE}="csi"` : 'with the CSI driver, the Helm default';
+  return `${why}, OneAgent's volume waits for the CSI driver, which waits for this agent: a new node deadlocks`;
 }

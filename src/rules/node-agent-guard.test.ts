@@ -92,3 +92,17 @@ describe('node-agent-guard: pods left alone', () => {
     expect(result.log.rules).toBeUndefined();
   });
 });
+
+describe('node-agent-guard: the reason names the risk of the pod\'s code-module delivery', () => {
+  const cni = (annotations: Record<string, string> = {}) => pod({ generateName: 'istio-cni-node-', labels: { 'k8s-app': 'istio-cni-node' }, annotations });
+  it.each([
+    ['no volume-type: the CSI driver, the Helm default', {}, /^Istio CNI node agent \(label k8s-app=istio-cni-node\): with the CSI driver, the Helm default, OneAgent's volume waits for the CSI driver, which waits for this agent: a new node deadlocks$/],
+    ['volume-type csi', { 'oneagent.dynatrace.com/volume-type': 'csi' }, /: oneagent.dynatrace.com\/volume-type="csi", OneAgent's volume waits for the CSI driver/],
+    ['volume-type ephemeral (node image pull)', { 'oneagent.dynatrace.com/volume-type': 'ephemeral' }, /: with oneagent.dynatrace.com\/volume-type="ephemeral" there is no CSI deadlock, but OneAgent would cost the node agent an image pull and an LD_PRELOAD/],
+    ['volume-type image (Operator 1.11 image volumes)', { 'oneagent.dynatrace.com/volume-type': 'image' }, /volume-type="image" there is no CSI deadlock/],
+  ])('%s', async (_name, annotations, reason) => {
+    const { result } = await admitAndConverge(cni(annotations));
+    expect(result.outcomes[0]!.reasons).toEqual([expect.stringMatching(reason)]);
+    expect(result.outcomes[0]!.changes.map((c) => (c.change.kind === 'annotation' ? c.change.key : c.change.kind))).toEqual([ONEAGENT]);
+  });
+});

@@ -9,6 +9,7 @@
  */
 import { DT_INJECT, DT_ONEAGENT_INJECT, parseGoBool } from '../admission/annotations.js';
 import { hasImage, type PodView } from '../admission/pod.js';
+import { nodeAgentOneAgentRisk } from './dynatrace.js';
 import type { Change, Rule, RuleResult } from './types.js';
 import { NOTHING } from './types.js';
 
@@ -46,8 +47,9 @@ export const nodeAgentGuard: Rule = {
   name: 'node-agent-guard',
   summary: 'Keeps OneAgent out of mesh node-agent pods (Istio CNI, ztunnel, Consul CNI, linkerd-cni) to prevent the CSI/CNI deadlock on new nodes.',
   evaluate(pod, ctx): RuleResult {
-    const agent = detectNodeAgent(pod, ctx.config.nodeAgentGuard.extraSelectors);
-    if (!agent) return NOTHING;
+    const detected = detectNodeAgent(pod, ctx.config.nodeAgentGuard.extraSelectors);
+    if (!detected) return NOTHING;
+    const agent = `${detected}: ${nodeAgentOneAgentRisk(pod)}`;
     const results = [optOut(pod, DT_ONEAGENT_INJECT, agent)];
     if (ctx.config.nodeAgentGuard.disableAllDynatrace) results.push(optOut(pod, DT_INJECT, agent));
     return {

@@ -28,6 +28,12 @@ export interface RuleResult {
    * none of the rule's business, so ordinary pods keep a short log line.
    */
   readonly reasons: readonly string[];
+  /**
+   * AdmissionReview warnings, shown by kubectl and kept in the audit log: only for a known
+   * breakage mesh-guard leaves in place that a person must act on. Short, fixed text with no
+   * pod content, and few: a warning on every ordinary pod is noise.
+   */
+  readonly warnings?: readonly string[];
 }
 
 export interface RuleContext {

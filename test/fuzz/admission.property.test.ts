@@ -34,6 +34,8 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 250);
 const AG_IPS = ['10.0.0.7', 'fd00::7'];
 
 const OPT_IN_CONFIG = `
+rules:
+  mesh-proxy-instrumentation-guard: enforce
 consul:
   injectByDefault: true
   denyNamespaces: [istio-system]

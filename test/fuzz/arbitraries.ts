@@ -79,6 +79,9 @@ export const ANNOTATION_KEYS = [
   DT_METRICS_SECURE,
   DT_METRICS_FILTER,
   'metrics.dynatrace.com/http.auth',
+  'container.inject.dynatrace.com/istio-proxy',
+  'container.inject.dynatrace.com/consul-dataplane',
+  'oneagent.dynatrace.com/volume-type',
 ];
 
 export const LABEL_KEYS = [
@@ -112,6 +115,10 @@ const ruleValues = [
   '{"ExcludeOutboundPorts":[1]}',
   '[]', 'null', '{', '{"scrape":"true","port":"9090","path":"/metrics"}', '{"scrape":"true","port":9090}',
   'injected',
+  'csi', 'ephemeral', 'image',
+  // proxy.istio.io/config: YAML, JSON, the hold setting in both spellings, and what does not parse.
+  'holdApplicationUntilProxyStarts: true', 'holdApplicationUntilProxyStarts: false', 'hold_application_until_proxy_starts: true',
+  '{"concurrency": 2}', 'concurrency: 2\n# note\nstatusPort: 15021\n', 'statusPort: [', 'a: 1\na: 2', '- 1\n- 2', 'a: 1\n---\nb: 2',
 ];
 
 /** Arbitrary text, including unicode, "/", "~", dots and JSON-pointer-looking strings. */
@@ -238,7 +245,7 @@ export function podArb(): fc.Arbitrary<unknown> {
     {
       weight: 10,
       arbitrary: fc
-        .record({ containers: containerList, initContainers: containerList, hostNetwork: fc.boolean() }, { requiredKeys: [] })
+        .record({ containers: containerList, initContainers: containerList, hostNetwork: fc.boolean(), restartPolicy: fc.constantFrom<unknown>('Never', 'OnFailure', 'Always', 5, null) }, { requiredKeys: [] })
         .map((s) => ownMap(Object.entries(s).filter(([, v]) => v !== undefined))),
     },
     { weight: 1, arbitrary: fc.constantFrom<unknown>(undefined, null, 5) },
@@ -388,6 +395,7 @@ export function scenarioPodArb(): fc.Arbitrary<unknown> {
       labels: fc.option(scenarioLabels, { freq: 6 }),
       spec: scenarioContainers,
       hostNetwork: fc.boolean(),
+      restartPolicy: fc.constantFrom(undefined, 'Always', 'OnFailure', 'Never'),
       // A pod Consul's webhook already injected with transparent proxy: the rendered-config path.
       consulInjected: fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
       consulInit: renderedConfigArb,
@@ -423,6 +431,7 @@ export function scenarioPodArb(): fc.Arbitrary<unknown> {
                 ? [...p.spec.initContainers, { name: CONSUL_INIT_CONTAINER, image: 'hashicorp/consul-k8s-control-plane:1.6', env: [{ name: CONSUL_REDIRECT_TRAFFIC_ENV, value: p.consulInit }] }]
                 : p.spec.initContainers,
               hostNetwork: p.hostNetwork,
+              ...(p.restartPolicy ? { restartPolicy: p.restartPolicy } : {}),
             },
           ],
         ]),

@@ -5,6 +5,7 @@
  * pkg/kube/inject/webhook.go) including the 1.31 port validation.
  */
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 import { parseGoBool, sanitizePrometheusLabelName } from '../../src/admission/annotations.js';
 import { inspectPod } from '../../src/admission/pod.js';
 import type { NamespaceLookup } from '../../src/cluster/view.js';
@@ -113,7 +114,8 @@ export function istioInject(input: V1Pod, opts: IstioOptions = {}): V1Pod {
     const init: V1Container = { name: 'istio-init', image: 'registry.istio.io/release/proxyv2:1.31.0', args: ['istio-iptables'] };
     const others = pod.spec.initContainers ?? [];
     pod.spec.initContainers = native ? [init, proxy, ...others] : [...others, init];
-    if (!native) pod.spec.containers = [...pod.spec.containers, proxy];
+    // reorderPod: a classic proxy goes last, or first when the pod's ProxyConfig holds the app.
+    if (!native) pod.spec.containers = holdsApplication(a) ? [proxy, ...pod.spec.containers] : [...pod.spec.containers, proxy];
     a['sidecar.istio.io/status'] = JSON.stringify({
       initContainers: native ? ['istio-init', 'istio-proxy'] : ['istio-init'],
       containers: native ? null : ['istio-proxy'],
@@ -124,6 +126,14 @@ export function istioInject(input: V1Pod, opts: IstioOptions = {}): V1Pod {
   }
   applyPrometheusMerge(pod, opts);
   return pod;
+}
+
+/** proxy.istio.io/config's holdApplicationUntilProxyStarts, as YAML 1.1 reads it (mesh default false). */
+function holdsApplication(a: Record<string, string>): boolean {
+  const raw = a['proxy.istio.io/config'];
+  if (!raw) return false;
+  const config = parseYaml(raw, { version: '1.1' }) as Record<string, unknown> | null;
+  return config?.holdApplicationUntilProxyStarts === true;
 }
 
 /** Every ISTIO_PROMETHEUS_ANNOTATIONS value on istio-proxy, in order. */
@@ -149,6 +159,7 @@ export interface PodCase {
   /** Namespace name, "shop" unless given. */
   namespace?: string;
   hostNetwork?: boolean;
+  restartPolicy?: 'Always' | 'OnFailure' | 'Never';
   /** Config YAML text. */
   config?: string;
   containers?: V1Container[];
@@ -160,7 +171,7 @@ export function podOf(c: PodCase): V1Pod {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { generateName: 'app-', namespace: c.namespace ?? 'shop', annotations: c.annotations, labels: c.labels },
-    spec: { containers: c.containers ?? [{ name: 'app', image: 'shop:1' }], initContainers: c.initContainers, hostNetwork: c.hostNetwork },
+    spec: { containers: c.containers ?? [{ name: 'app', image: 'shop:1' }], initContainers: c.initContainers, hostNetwork: c.hostNetwork, restartPolicy: c.restartPolicy },
   };
 }
 
