@@ -29,8 +29,8 @@ export interface ClusterView {
   activeGateServiceIPs(): readonly string[] | null;
   /**
    * The mutating webhook configurations, as far as matching needs them, from memory. Optional:
-   * views that do not watch them (fixed views in tests, the CLIs) leave it out, which reads as
-   * "unknown" through `webhookDiscovery`.
+   * views that do not watch them (the offline view, fixed views in tests, the CLIs) leave it out,
+   * and the predictions then use the config mirrors without mentioning discovery.
    */
   mutatingWebhooks?(): WebhookDiscovery;
   /** Resolves after the first sync, or after the bounded wait; never rejects. */
@@ -43,20 +43,11 @@ const OFF_LOOKUP: NamespaceLookup = Object.freeze({
   reason: 'cluster view is off (no in-cluster config and no KUBECONFIG)',
 });
 
-const OFF_WEBHOOKS: WebhookDiscovery = Object.freeze({ state: 'unknown', reason: OFF_LOOKUP.reason });
-const NOT_WATCHED: WebhookDiscovery = Object.freeze({ state: 'unknown', reason: 'this cluster view does not watch mutating webhook configurations' });
-
-/** What a view knows about the webhook configurations; "unknown" for views that do not watch them. */
-export function webhookDiscovery(view: ClusterView): WebhookDiscovery {
-  return view.mutatingWebhooks ? view.mutatingWebhooks() : NOT_WATCHED;
-}
-
 /** The view used when no cluster is reachable: every answer is "unknown". */
 export const offlineClusterView: ClusterView = {
   state: 'off',
   namespaceLabels: () => OFF_LOOKUP,
   activeGateServiceIPs: () => null,
-  mutatingWebhooks: () => OFF_WEBHOOKS,
   ready: async () => undefined,
   close: async () => undefined,
 };
@@ -65,7 +56,7 @@ export const offlineClusterView: ClusterView = {
 export function staticClusterView(
   namespaces: Readonly<Record<string, Readonly<Record<string, string>>>>,
   activeGateIPs: readonly string[] | null = [],
-  webhooks: WebhookDiscovery = NOT_WATCHED,
+  webhooks?: WebhookDiscovery,
 ): ClusterView {
   return {
     state: 'synced',
@@ -74,7 +65,7 @@ export function staticClusterView(
       return labels ? { state: 'known', labels } : { state: 'absent' };
     },
     activeGateServiceIPs: () => activeGateIPs,
-    mutatingWebhooks: () => webhooks,
+    ...(webhooks ? { mutatingWebhooks: () => webhooks } : {}),
     ready: async () => undefined,
     close: async () => undefined,
   };

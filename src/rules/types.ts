@@ -1,5 +1,6 @@
 import type { Config, RuleName } from '../config/schema.js';
 import type { NamespaceLookup } from '../cluster/view.js';
+import type { WebhookDiscovery } from '../cluster/webhooks.js';
 import type { PodView } from '../admission/pod.js';
 
 /**
@@ -42,6 +43,11 @@ export interface RuleContext {
   readonly namespace: NamespaceLookup;
   /** ClusterIPs of the Dynatrace ActiveGate Services; null when unknown. */
   readonly activeGateIPs: readonly string[] | null;
+  /**
+   * The peers' webhook configurations, from the cluster view. Predictions use them first and the
+   * config mirrors when this is absent, unknown, or inconclusive for the pod.
+   */
+  readonly webhooks?: WebhookDiscovery;
 }
 
 export interface Rule {
