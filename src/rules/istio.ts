@@ -17,6 +17,12 @@
  *    "true"/"false" and anything else falls back to the default policy (autoInject
  *    "enabled", i.e. inject). never/alwaysInjectSelector are not mirrored.
  *
+ * Gate 1 comes from Istio's live webhook configurations when the cluster view has them
+ * (src/cluster/webhooks.ts decides as the API server does, for whatever revisions, tags and
+ * selectors are installed); the hand-written copy below, with `istio.injectByDefault`, is the
+ * fallback when discovery is off, found no Istio webhook, or cannot tell (matchConditions,
+ * unknown namespace labels), and the reason then says so.
+ *
  * Istio's injector ignores `istio.io/dataplane-mode`: a pod that takes a sidecar route gets a
  * sidecar (and metric merging) even when labelled ambient; the ambient CNI then skips it.
  * Ambient only shows up in the reason when no sidecar route applies.
@@ -30,6 +36,7 @@ import {
   istioInjectSelector,
 } from '../admission/annotations.js';
 import type { PodView } from '../admission/pod.js';
+import { peerSeesPodCreate, type PeerVerdict } from '../cluster/webhooks.js';
 import type { RuleContext } from './types.js';
 
 export type SidecarVerdict =
@@ -53,6 +60,20 @@ export function istioSidecarVerdict(pod: PodView, ctx: RuleContext): SidecarVerd
       reason: podLabel !== undefined ? `pod label ${ISTIO_INJECT}="false": no sidecar` : `pod annotation ${ISTIO_INJECT}="false": no sidecar`,
     };
   }
+  const discovered = discoveredIstio(pod, ctx);
+  if (discovered?.state === 'yes') return { state: 'yes', reason: `Istio injects a sidecar: ${discovered.reason}${injectCaveat(pod, selector, podLabel)}` };
+  if (discovered?.state === 'no') return { state: 'no', reason: discovered.reason };
+  const mirrored = mirroredSidecarVerdict(pod, ctx, podLabel, selector);
+  return discovered ? { ...mirrored, reason: `${mirrored.reason} (from the config mirror: ${discovered.reason})` } : mirrored;
+}
+
+/** Gate 1 from the discovered webhooks; undefined when the view does not discover them. */
+function discoveredIstio(pod: PodView, ctx: RuleContext): PeerVerdict | undefined {
+  return ctx.webhooks ? peerSeesPodCreate('istio', ctx.webhooks, pod, ctx.namespace) : undefined;
+}
+
+/** Gate 1 from the hand-written copy of Istio's default webhook selectors. */
+function mirroredSidecarVerdict(pod: PodView, ctx: RuleContext, podLabel: string | undefined, selector: boolean | undefined): SidecarVerdict {
   const ns = ctx.namespace;
   if (ns.state === 'unknown') {
     return { state: 'unknown', reason: `namespace labels unknown (${ns.reason}), so whether Istio injects a sidecar cannot be told` };
@@ -78,13 +99,16 @@ export function istioSidecarVerdict(pod: PodView, ctx: RuleContext): SidecarVerd
     route = 'istio.injectByDefault (auto-injection of namespaces without Istio labels)';
   }
   if (!route) return { state: 'no', reason: noRouteReason(pod, ns.labels, podLabel) };
-  const caveat =
-    podLabel !== undefined && podLabel !== 'true'
-      ? `; label ${ISTIO_INJECT}=${q(podLabel)} is neither "true" nor "false", which Istio ≥1.27 ignores (≤1.26 read it as false)`
-      : podLabel === undefined && pod.annotations.has(ISTIO_INJECT) && selector === undefined
-        ? `; annotation ${ISTIO_INJECT}=${q(pod.annotations.get(ISTIO_INJECT))} is neither "true" nor "false", which Istio ≥1.27 ignores`
-        : '';
-  return { state: 'yes', reason: `Istio injects a sidecar: ${route}${caveat}` };
+  return { state: 'yes', reason: `Istio injects a sidecar: ${route}${injectCaveat(pod, selector, podLabel)}` };
+}
+
+/** Gate 2's note on an injection value Istio ≥1.27 ignores (it then injects by default policy). */
+function injectCaveat(pod: PodView, selector: boolean | undefined, podLabel: string | undefined): string {
+  return podLabel !== undefined && podLabel !== 'true'
+    ? `; label ${ISTIO_INJECT}=${q(podLabel)} is neither "true" nor "false", which Istio ≥1.27 ignores (≤1.26 read it as false)`
+    : podLabel === undefined && pod.annotations.has(ISTIO_INJECT) && selector === undefined
+      ? `; annotation ${ISTIO_INJECT}=${q(pod.annotations.get(ISTIO_INJECT))} is neither "true" nor "false", which Istio ≥1.27 ignores`
+      : '';
 }
 
 function noRouteReason(pod: PodView, nsLabels: Readonly<Record<string, string>>, podLabel: string | undefined): string {
