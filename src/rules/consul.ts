@@ -16,6 +16,7 @@ import {
   consulBool,
 } from '../admission/annotations.js';
 import type { PodView } from '../admission/pod.js';
+import { peerSeesPodCreate, type PeerVerdict } from '../cluster/webhooks.js';
 import type { RuleContext } from './types.js';
 
 /** Namespaces Consul's webhook never injects, whatever the configuration (`kubeSystemNamespaces`). */
@@ -35,7 +36,9 @@ export type ConsulVerdict =
  * Mirrors Consul's decision to inject at all (consul.md §2, `shouldInject`). A pod that carries
  * no connect-inject annotation while `consul.injectByDefault` is false is not a Consul pod;
  * neither is one that opts out. A namespace or selector exclusion is only explained for pods
- * that ask for injection.
+ * that ask for injection. With discovered webhook configurations, Consul's own pod webhook
+ * decides the API-server step (its namespaceSelector and objectSelector as installed); the
+ * copy of the chart's defaults (`app=consul`) is the fallback, and the reason says which.
  */
 export function consulInjectVerdict(pod: PodView, ctx: RuleContext): ConsulVerdict {
   const status = pod.annotations.get(CONSUL_CONNECT_INJECT_STATUS);
@@ -46,7 +49,25 @@ export function consulInjectVerdict(pod: PodView, ctx: RuleContext): ConsulVerdi
   const asked = raw !== undefined;
   if (!asked && !ctx.config.consul.injectByDefault) return { kind: 'not-consul' };
   const excluded = (why: string): ConsulVerdict => (asked ? { kind: 'skip', reason: why } : { kind: 'not-consul' });
-  if (pod.labels.get('app') === 'consul') return excluded("Consul's webhook objectSelector leaves out pods labelled app=consul");
+  const webhook = ctx.webhooks ? peerSeesPodCreate('consul', ctx.webhooks, pod, ctx.namespace) : undefined;
+  if (webhook?.state === 'no') return excluded(webhook.reason);
+  const verdict = consulCodeVerdict(pod, ctx, raw, excluded, webhook?.state === 'yes');
+  return verdict.kind === 'will-inject' && webhook ? { kind: 'will-inject', reason: `${verdict.reason}; ${seenBy(webhook)}` } : verdict;
+}
+
+function seenBy(webhook: PeerVerdict): string {
+  return webhook.state === 'yes' ? webhook.reason : `${webhook.reason}, so the config mirror of Consul's selectors decides`;
+}
+
+/** The API-server step from the chart's default objectSelector (unless the live one matched), then shouldInject's own checks. */
+function consulCodeVerdict(
+  pod: PodView,
+  ctx: RuleContext,
+  raw: string | undefined,
+  excluded: (why: string) => ConsulVerdict,
+  webhookMatched: boolean,
+): ConsulVerdict {
+  if (!webhookMatched && pod.labels.get('app') === 'consul') return excluded("Consul's webhook objectSelector leaves out pods labelled app=consul");
   if (CONSUL_SYSTEM_NAMESPACES.includes(pod.namespace)) return excluded(`Consul never injects pods in ${pod.namespace}`);
   if (ctx.config.consul.denyNamespaces.includes(pod.namespace)) {
     return excluded(`namespace ${pod.namespace} is in consul.denyNamespaces (connectInject.k8sDenyNamespaces)`);
