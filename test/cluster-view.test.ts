@@ -11,9 +11,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createClusterView, SYNCED_METRIC, type ClusterViewTiming } from '../src/cluster/kube-view.js';
 import { offlineClusterView, type ClusterView } from '../src/cluster/view.js';
 import { defaultConfig, type Config } from '../src/config/schema.js';
+import { admit } from '../src/admission/handler.js';
 import { peerSeesPodCreate, type WebhookDiscovery } from '../src/cluster/webhooks.js';
+import { istioMetricMerging } from '../src/rules/istio-metric-merging.js';
 import { FakeApiServer, kubeconfigFor } from './support/fake-apiserver.js';
 import { CONSUL, configurationObject, ISTIO_CANARY, ISTIO_DEFAULT } from './support/peer-webhooks.js';
+import { review } from './support/review.js';
 
 const AG_LABELS = { 'app.kubernetes.io/component': 'activegate', 'app.kubernetes.io/name': 'dynatrace-operator' };
 const FAST: Partial<ClusterViewTiming> = { backoffInitialMs: 50, backoffMaxMs: 400, degradeAfterMs: 300, listTimeoutMs: 1_000 };
@@ -486,6 +489,30 @@ describe('cluster view: mutating webhook configurations (peer discovery)', () =>
     expect(known(view.mutatingWebhooks!()).peers.consul).toHaveLength(1);
     await server.start();
     await waitFor(() => view.state === 'synced', 'synced again');
+  });
+
+  it('feeds the predictions: the issue-15 Istio pods through admit() with the informer-backed view', async () => {
+    server = await FakeApiServer.start();
+    server.create('namespaces', { metadata: { name: 'stale', labels: { 'istio-injection': 'enabled' } } });
+    server.create('namespaces', { metadata: { name: 'canary', labels: { 'istio.io/rev': 'canary' } } });
+    server.create(MWC, configurationObject(ISTIO_CANARY));
+    const { log } = capture();
+    view = createClusterView(clusterCfg(), { log, registry: new Registry(), kubeConfig: server.kubeConfig(), timing: FAST });
+    await view.ready();
+    const scraped = (namespace: string) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { generateName: 'app-', namespace, annotations: { 'metrics.dynatrace.com/scrape': 'true', 'metrics.dynatrace.com/port': '8080' } },
+      spec: { containers: [{ name: 'app', image: 'shop:1' }] },
+    });
+    const run = (namespace: string) =>
+      admit(review(scraped(namespace), { namespace }).request as Parameters<typeof admit>[0], { config: defaultConfig, cluster: view!, rules: [istioMetricMerging] });
+    const stale = await run('stale');
+    expect(stale.ops).toEqual([]);
+    expect(JSON.stringify(stale.outcomes)).toContain('no Istio webhook sees the pod');
+    const canary = await run('canary');
+    expect(canary.ops.length).toBeGreaterThan(0);
+    expect(JSON.stringify(canary.outcomes)).toContain('Istio webhook istio-sidecar-injector-canary/rev.namespace.sidecar-injector.istio.io matches: namespace label istio.io/rev=canary');
   });
 
   it('the offline view does not discover webhooks', () => {
