@@ -3,10 +3,15 @@
 #   docker build -t <registry>/mesh-guard:<tag> .
 # Stages: build (npm ci + tsc), deps (production dependencies only), runtime (distroless Node,
 # no shell, no package manager, numeric non-root user). test/deploy-image.test.ts runs the same
-# install, build and start steps outside Docker.
+# install, build and start steps outside Docker, and keeps the Node major of the three stages and
+# of CI's Node 24 run (scripts/node24.sh) the same.
+#
+# Node 24 LTS ('Krypton'). distroless publishes its Node images for Debian 13 only (nodejs22, 24
+# and 26-debian13, GoogleContainerTools/distroless README.md and nodejs/config.bzl; the debian12
+# builds were removed, nodejs20 is deprecated), so the build stages use Debian 13 (trixie) too.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
-ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs20-debian12:nonroot
+ARG NODE_IMAGE=node:24-trixie-slim
+ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian13:nonroot
 
 # --- build: all dependencies, compile TypeScript to dist/ ------------------------------------
 FROM ${NODE_IMAGE} AS build

@@ -6,6 +6,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
-    globalSetup: ['test/global-setup.ts'],
+    // corpus-setup first: under CI a missing corpus fails before anything is built.
+    globalSetup: ['test/support/corpus-setup.ts', 'test/global-setup.ts'],
   },
 });

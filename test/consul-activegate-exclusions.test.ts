@@ -5,15 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staticClusterView } from '../src/cluster/view.js';
-import { RULE, PORTS, CIDRS, DT_NS, consulPod, admitOverHttps } from './support/consul.js';
+import { RULE, PORTS, CIDRS, DT_NS, consulPod, admitOverHttps, ruleReasons } from './support/consul.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
-/** The reasons this rule logged for the most recent admission of a pod in `namespace`. */
-function lastReasons(s: TestServer, namespace: string): string {
-  const lines = s.logs.filter((l) => l.msg === 'admission' && l.namespace === namespace);
-  const rules = (lines.at(-2)?.rules ?? []) as Array<{ rule: string; reasons?: string[] }>;
-  return rules.find((r) => r.rule === RULE)?.reasons?.join(' | ') ?? '';
-}
+const lastReasons = (s: TestServer, namespace: string) => ruleReasons(s, namespace, RULE);
 
 describe('consul-activegate-exclusions over HTTPS, fixed cluster view', () => {
   let s: TestServer;

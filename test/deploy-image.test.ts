@@ -5,7 +5,8 @@
  * build stage (test/global-setup.ts runs it), the runtime stage's copies, and its command: `node --use-largepages=silent --max-semi-space-size=8 dist/src/server/main.js`
  * with the certificate files and config file configured the way the Deployment does. It
  * passes when /readyz answers 200 over HTTPS, the process wrote nothing into the app directory
- * (the pod's root filesystem is read-only), and SIGTERM stops it cleanly.
+ * (the pod's root filesystem is read-only), and SIGTERM stops it cleanly. The server runs on the
+ * node that runs the suite: in CI's `scripts/node24.sh npm test`, the image's Node major.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -51,7 +52,7 @@ const runtimeStage = () => stages(dockerfile).at(-1)!;
 const stageNamed = (name: string) => stages(dockerfile).find((s) => s.name === name)!;
 
 describe('Dockerfile', () => {
-  it('is multi-stage: npm ci + tsc build, production-only deps, distroless/slim Node 20+ runtime', () => {
+  it('is multi-stage: npm ci + tsc build, production-only deps, distroless Node runtime', () => {
     const all = stages(dockerfile);
     expect(all.length).toBeGreaterThanOrEqual(2);
     const build = stageNamed('build');
@@ -61,7 +62,7 @@ describe('Dockerfile', () => {
     expect(deps.lines.some((l) => /^RUN npm ci .*--omit=dev/.test(l))).toBe(true);
 
     const rt = runtimeStage();
-    expect(rt.from).toMatch(/distroless\/nodejs(2[0-9]|[3-9][0-9])|node:(2[0-9]|[3-9][0-9])[.\w-]*-slim/);
+    expect(rt.from).toMatch(/^gcr\.io\/distroless\/nodejs\d+-debian\d+:nonroot$/);
     // Runtime gets node_modules from the production-only stage, and only the compiled output.
     expect(rt.lines).toContain('COPY --from=deps --chown=0:0 /app/node_modules ./node_modules');
     expect(rt.lines.some((l) => /--from=build .*\/app\/dist\/src/.test(l))).toBe(true);
@@ -79,9 +80,22 @@ describe('Dockerfile', () => {
     expect(rt.lines).toContain(`ENV NODE_ENV=production ${start[0]}`);
   });
 
+  it('runs one Node LTS major everywhere: runtime image, build stages, and CI (scripts/node24.sh)', () => {
+    const [, runtimeMajor, debian] = /distroless\/nodejs(\d+)-debian(\d+)/.exec(runtimeStage().from)!;
+    // Even majors are the LTS lines (and the only ones distroless publishes).
+    expect(Number(runtimeMajor) % 2, runtimeStage().from).toBe(0);
+    expect(Number(runtimeMajor)).toBeGreaterThanOrEqual(24);
+    // Build stages: the same Node major, on the runtime's Debian release (13 is trixie).
+    const codename: Record<string, string> = { '12': 'bookworm', '13': 'trixie' };
+    for (const name of ['build', 'deps']) expect(stageNamed(name).from).toBe(`node:${runtimeMajor}-${codename[debian!]}-slim`);
+    // CI runs the suite on this major too, with a pinned exact release.
+    const script = fs.readFileSync(path.join(repoRoot, 'scripts/node24.sh'), 'utf8');
+    expect(/^VERSION=(\d+)\.\d+\.\d+$/m.exec(script)?.[1]).toBe(runtimeMajor);
+  });
+
   it('.dockerignore keeps local node_modules and dist out of the build context', () => {
     const ignore = fs.readFileSync(path.join(repoRoot, '.dockerignore'), 'utf8').split('\n');
-    for (const p of ['node_modules', 'dist', '.git']) expect(ignore).toContain(p);
+    for (const p of ['node_modules', 'dist', '.git', '.build']) expect(ignore).toContain(p);
     for (const needed of ['src', 'bench', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
       expect(ignore).not.toContain(needed);
     }

@@ -1,11 +1,14 @@
 /**
- * The Istio rules over Istio's own injection fixtures (../shared/corpus/istio-inject, read at
- * run time): inputs are the before-Istio state, `.injected` outputs the after-Istio state.
+ * The Istio rules over Istio's own injection fixtures (istio-inject, read at run time from the Go module
+ * cache or ../shared/corpus, see test/support/corpus.ts): inputs are the before-Istio state, `.injected`
+ * outputs the after-Istio state. The classic-1.26.8 outputs exist only in ../shared; their cases are
+ * tables of their own so that the rest runs without them.
  */
 import { describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
 import { admitAndConverge, admitPod } from './support/admit.js';
 import { NS, applyPrometheusMerge, istioInject, storedScrapeEnv } from './support/istio.js';
+import { skipWithout } from './support/corpus.js';
 import { corpusPod } from './support/review.js';
 
 const DIR = 'istio-inject';
@@ -22,10 +25,14 @@ function load(file: string, extra: Record<string, string> = {}): V1Pod {
   return pod;
 }
 
+/** Skipped where the fixtures are missing (never under CI): see test/support/corpus.ts. */
+const noFixtures = skipWithout(`${DIR}/hello.yaml`);
+const noClassic = skipWithout(`${DIR}/classic-1.26.8/hello.yaml`);
+
 const reasonsOf = (r: Awaited<ReturnType<typeof admitPod>>, rule: string) =>
   r.result.outcomes.filter((o) => o.rule === rule).flatMap((o) => o.reasons).join('\n');
 
-describe('the test Istio matches the real fixtures', () => {
+describe.skipIf(noFixtures)('the test Istio matches the real fixtures', () => {
   const pairs: Array<[input: string, output: string]> = [
     ['hello.yaml', 'hello.yaml.injected'],
     ['prometheus-scrape.yaml', 'prometheus-scrape.yaml.injected'],
@@ -44,21 +51,24 @@ describe('the test Istio matches the real fixtures', () => {
     if (input !== 'merge-probers.yaml') expect(sidecarList(ours)).toBe(sidecarList(real));
   });
 
-  it('native sidecars off (classic 1.26 outputs) keep istio-proxy in containers', () => {
+  it.skipIf(noClassic)('native sidecars off (classic 1.26 outputs) keep istio-proxy in containers', () => {
     expect(sidecarList(istioInject(load('hello.yaml'), { nativeSidecars: false }))).toBe(sidecarList(load('classic-1.26.8/hello.yaml.injected')));
   });
 
-  it('the rewrite is a no-op on every real output (port already the status port)', () => {
-    for (const f of ['hello.yaml.injected', 'merge-probers.yaml.injected', 'hello-multiport-metrics.yaml.injected', 'classic-1.26.8/hello.yaml.injected']) {
-      const pod = load(f);
-      const copy = structuredClone(pod);
-      applyPrometheusMerge(copy);
-      expect(copy).toEqual(pod);
-    }
-  });
+  const rewriteIsNoOp = (f: string) => {
+    const pod = load(f);
+    const copy = structuredClone(pod);
+    applyPrometheusMerge(copy);
+    expect(copy).toEqual(pod);
+  };
+  it.each(['hello.yaml.injected', 'merge-probers.yaml.injected', 'hello-multiport-metrics.yaml.injected'])(
+    'the rewrite is a no-op on the real output %s (port already the status port)',
+    rewriteIsNoOp,
+  );
+  it.skipIf(noClassic)('the rewrite is a no-op on the classic output hello.yaml.injected', () => rewriteIsNoOp('classic-1.26.8/hello.yaml.injected'));
 });
 
-describe('before Istio: the inputs as they are (namespace istio-injection=enabled, Dynatrace-injected)', () => {
+describe.skipIf(noFixtures)('before Istio: the inputs as they are (namespace istio-injection=enabled, Dynatrace-injected)', () => {
   const cases: Array<[string, string[], RegExp | null]> = [
     ['hello.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
     ['prometheus-scrape.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
@@ -72,9 +82,9 @@ describe('before Istio: the inputs as they are (namespace istio-injection=enable
     ['hello-host-network.yaml', [], null],
     ['hello-host-network-with-ns.yaml', [], null],
     ['hello-ignore.yaml', [], null],
-    ['classic-1.26.8/hello.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null],
   ];
-  it.each(cases)('%s', async (file, added, reason) => {
+  const classic: typeof cases = [['classic-1.26.8/hello.yaml', ['sidecar.istio.io/nativeSidecar', 'proxy.istio.io/config'], null]];
+  const asTheyAre = async (file: string, added: string[], reason: RegExp | null) => {
     const input = load(file);
     const run = await admitAndConverge(input, opts);
     const after = annotations(run.patched);
@@ -83,10 +93,12 @@ describe('before Istio: the inputs as they are (namespace istio-injection=enable
     if (added.length) expect(after['proxy.istio.io/config']).toMatch(/holdApplicationUntilProxyStarts: true$/);
     expect(reasonsOf(run, 'istio-metric-merging')).toBe('');
     if (reason) expect(reasonsOf(run, 'istio-native-sidecar-guard')).toMatch(reason);
-  });
+  };
+  it.each(cases)('%s', asTheyAre);
+  it.skipIf(noClassic).each(classic)('%s', asTheyAre);
 });
 
-describe('before Istio: the inputs asking for Dynatrace scraping of :8080', () => {
+describe.skipIf(noFixtures)('before Istio: the inputs asking for Dynatrace scraping of :8080', () => {
   const cases: Array<[string, boolean, RegExp]> = [
     ['hello.yaml', true, /prometheus.io\/\* carries the app endpoint :8080\/metrics/],
     ['native-sidecar.yaml', true, /app endpoint :8080\/metrics/],
@@ -116,7 +128,7 @@ describe('before Istio: the inputs asking for Dynatrace scraping of :8080', () =
   });
 });
 
-describe('after Istio: the .injected outputs', () => {
+describe.skipIf(noFixtures)('after Istio: the .injected outputs', () => {
   const outputs = [
     'hello.yaml.injected',
     'hello.yaml.cni.injected',
@@ -132,21 +144,21 @@ describe('after Istio: the .injected outputs', () => {
     'native-sidecar-old-version.yaml.injected',
     'prometheus-scrape.yaml.injected',
     'prometheus-scrape2.yaml.injected',
-    'classic-1.26.8/hello.yaml.injected',
-    'classic-1.26.8/native-sidecar-opt-in.yaml.injected',
-    'classic-1.26.8/merge-probers.yaml.injected',
   ];
+  const classic = ['classic-1.26.8/hello.yaml.injected', 'classic-1.26.8/native-sidecar-opt-in.yaml.injected', 'classic-1.26.8/merge-probers.yaml.injected'];
 
-  it.each(outputs)('%s as is: no ops (never touches prometheus.io/*, too late for nativeSidecar)', async (file) => {
+  const asIs = async (file: string) => {
     const run = await admitPod(load(file), opts);
     expect(run.ops).toEqual([]);
     const native = sidecarList(load(file)) === 'initContainers';
     const askedNative = annotations(load(file))['sidecar.istio.io/nativeSidecar'] === 'true';
     expect(reasonsOf(run, 'istio-native-sidecar-guard')).toMatch(!native ? /^$/ : askedNative ? /the native sidecar the pod asked for/ : /too late to opt out/);
     expect(reasonsOf(run, 'istio-metric-merging')).toBe('');
-  });
+  };
+  it.each(outputs)('%s as is: no ops (never touches prometheus.io/*, too late for nativeSidecar)', asIs);
+  it.skipIf(noClassic).each(classic)('%s as is: no ops', asIs);
 
-  it.each(outputs)('%s asking for Dynatrace scraping of :8080: only metrics.dynatrace.com/* may change', async (file) => {
+  const askingForDynatrace = async (file: string) => {
     const run = await admitAndConverge(load(file, DT), opts);
     expect(run.ops.every((o) => o.path.startsWith('/metadata/annotations/metrics.dynatrace.com~1'))).toBe(true);
     const injected = annotations(load(file)).hasOwnProperty('sidecar.istio.io/status');
@@ -162,14 +174,16 @@ describe('after Istio: the .injected outputs', () => {
       expect(run.ops).toEqual([]);
       expect(reasonsOf(run, 'istio-metric-merging')).toMatch(/Istio has already injected .*(no ISTIO_PROMETHEUS_ANNOTATIONS|no istio-proxy)/);
     }
-  });
+  };
+  it.each(outputs)('%s asking for Dynatrace scraping of :8080: only metrics.dynatrace.com/* may change', askingForDynatrace);
+  it.skipIf(noClassic).each(classic)('%s asking for Dynatrace scraping of :8080', askingForDynatrace);
 
   it('hello-multiport-metrics.yaml.injected: Dynatrace on the second 1.31 target is repointed too', async () => {
     const run = await admitPod(load('hello-multiport-metrics.yaml.injected', { ...DT, 'metrics.dynatrace.com/port': '9100', 'metrics.dynatrace.com/path': '/custom-metrics' }), opts);
     expect(annotations(run.patched)).toMatchObject({ 'metrics.dynatrace.com/port': '15020', 'metrics.dynatrace.com/path': '/stats/prometheus' });
   });
 
-  it.each(outputs)('%s with prometheusScrapeIsRequest: Istio\'s own prometheus.io/* is not a request', async (file) => {
+  const scrapeIsRequest = async (file: string) => {
     const run = await admitPod(load(file), { ...opts, configYaml: 'metricMerging: {prometheusScrapeIsRequest: true}' });
     if (file === 'hello-multiport-metrics.yaml.injected') {
       // The user's original prometheus.io/scrape "true" is in the env: a real request, already merged.
@@ -178,5 +192,7 @@ describe('after Istio: the .injected outputs', () => {
       expect(run.ops).toEqual([]);
       expect(reasonsOf(run, 'istio-metric-merging')).toBe('');
     }
-  });
+  };
+  it.each(outputs)('%s with prometheusScrapeIsRequest: Istio\'s own prometheus.io/* is not a request', scrapeIsRequest);
+  it.skipIf(noClassic).each(classic)('%s with prometheusScrapeIsRequest', scrapeIsRequest);
 });

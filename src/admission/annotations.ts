@@ -267,3 +267,72 @@ export function parseIstioScrapeConfig(value: string): IstioScrapeConfig | undef
   }
   return { scrape, path, port, targets };
 }
+
+// ---------------------------------------------------------------------------------------
+// Consul metrics and metric merging (peers-2026-12.md §4). Keys: consul-k8s
+// control-plane/connect-inject/constants/annotations_and_labels.go; reading:
+// control-plane/connect-inject/metrics/metrics_configuration.go and common/common.go.
+
+export const CONSUL_ENABLE_METRICS = 'consul.hashicorp.com/enable-metrics';
+export const CONSUL_ENABLE_METRICS_MERGING = 'consul.hashicorp.com/enable-metrics-merging';
+/** consul-dataplane's internal merged-metrics server (Helm `defaultMergedMetricsPort`). */
+export const CONSUL_MERGED_METRICS_PORT = 'consul.hashicorp.com/merged-metrics-port';
+export const CONSUL_PROMETHEUS_SCRAPE_PORT = 'consul.hashicorp.com/prometheus-scrape-port';
+export const CONSUL_PROMETHEUS_SCRAPE_PATH = 'consul.hashicorp.com/prometheus-scrape-path';
+export const CONSUL_SERVICE_METRICS_PORT = 'consul.hashicorp.com/service-metrics-port';
+export const CONSUL_SERVICE_METRICS_PATH = 'consul.hashicorp.com/service-metrics-path';
+/** Any of these non-empty turns TLS on for the scrape listener (consul_dataplane_sidecar.go, consul-dataplane bootstrap_config.go). */
+export const CONSUL_PROMETHEUS_TLS: readonly string[] = [
+  'consul.hashicorp.com/prometheus-ca-file',
+  'consul.hashicorp.com/prometheus-ca-path',
+  'consul.hashicorp.com/prometheus-cert-file',
+  'consul.hashicorp.com/prometheus-key-file',
+];
+/** A comma in it makes a multi-port pod (mesh_webhook.go annotatedServiceNames). */
+export const CONSUL_CONNECT_SERVICE = 'consul.hashicorp.com/connect-service';
+/** Helm `connectInject.metrics.defaultMergedMetricsPort` and the injector flag's default. */
+export const CONSUL_DEFAULT_MERGED_METRICS_PORT = 20100;
+/**
+ * What the merged endpoint adds to the app's metrics: Envoy's, all named `envoy_*` (envoy
+ * source/server/admin/prometheus_stats.cc PrometheusStatsFormatter::metricName), and
+ * consul-dataplane's own, all `consul_dataplane_*` (consul-dataplane pkg/consuldp/metrics.go
+ * getPromDefaults, WrapRegistererWithPrefix).
+ */
+export const DT_EXCLUDE_CONSUL_FILTER = '{"mode":"exclude","names":["envoy_*","consul_dataplane_*"]}';
+
+/**
+ * Consul's metrics annotations count only when non-empty (`ok && raw != ""` in every reader of
+ * metrics_configuration.go): an empty value means the injector's default, unlike
+ * `connect-inject`, where "" is a ParseBool error.
+ */
+export function consulMetricsValue(value: string | undefined): string | undefined {
+  return value === '' ? undefined : value;
+}
+
+/** `enable-metrics` / `enable-metrics-merging`: ParseBool on a non-empty value, an error rejects the pod. */
+export function consulMetricsBool(value: string | undefined): ReturnType<typeof consulBool> {
+  return consulBool(consulMetricsValue(value));
+}
+
+/**
+ * A port Consul, Dynatrace and mesh-guard read alike: plain decimal (`parsePort`) and, for
+ * Consul's own listeners, in the unprivileged range that DetermineAndValidatePort demands
+ * (1024-65535; anything else rejects the pod). Consul would also take a container port name
+ * or "0x4e20" (PortValue, ParseInt base 0), which Dynatrace would not: those are refused here.
+ */
+export function consulListenerPort(value: string | undefined): number | undefined {
+  const n = parsePort(value);
+  return n !== undefined && n >= 1024 ? n : undefined;
+}
+
+const PLAIN_PATH = /^\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
+
+/**
+ * An absolute URL path of RFC 3986 path characters only: no query, fragment, space, quote or
+ * backslash. consul-dataplane pastes the scrape path unescaped into Envoy's bootstrap JSON and
+ * matches it exactly (bootstrap_config.go generateListenerConfig), and appends the service path
+ * to `http://127.0.0.1:<port>`; the config schema holds `consul.prometheusScrapePath` to it too.
+ */
+export function isPlainUrlPath(value: string): boolean {
+  return PLAIN_PATH.test(value);
+}

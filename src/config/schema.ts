@@ -6,6 +6,7 @@
  * produces one line that names the dotted key.
  */
 import net from 'node:net';
+import { isPlainUrlPath } from '../admission/annotations.js';
 
 export class ConfigError extends Error {
   constructor(readonly key: string, detail: string) {
@@ -157,6 +158,7 @@ export const RULE_NAMES = [
   'istio-metric-merging',
   'istio-native-sidecar-guard',
   'consul-activegate-exclusions',
+  'consul-metric-merging',
   'mesh-proxy-instrumentation-guard',
 ] as const;
 export type RuleName = (typeof RULE_NAMES)[number];
@@ -210,7 +212,7 @@ export const configSchema = obj({
     extraSelectors: list(stringMap(), []),
   }),
   metricMerging: obj({
-    /** Add a Dynatrace filter that drops istio_* and envoy_* when no filter exists. */
+    /** Add a Dynatrace filter that drops the mesh metrics (Istio: istio_*, envoy_*; Consul: envoy_*, consul_dataplane_*) when no filter exists. */
     excludeMeshMetrics: bool(true),
     /** Treat prometheus.io/scrape: "true" as a request for Dynatrace scraping too. */
     prometheusScrapeIsRequest: bool(false),
@@ -238,6 +240,16 @@ export const configSchema = obj({
     transparentProxyDefault: bool(true),
     /** Mirror of Helm connectInject.k8sDenyNamespaces. */
     denyNamespaces: list(str(''), []),
+    /**
+     * Mirror of Helm connectInject.metrics.defaultPrometheusScrapePort (the injector's
+     * -default-prometheus-scrape-port, which it refuses outside 1024-65535): where
+     * consul-dataplane serves the merged metrics, excluded from inbound redirection.
+     */
+    prometheusScrapePort: int(20200, 1024, 65535),
+    /** Mirror of Helm connectInject.metrics.defaultPrometheusScrapePath. */
+    prometheusScrapePath: str('/metrics', (s) =>
+      isPlainUrlPath(s) ? undefined : `"${s}" is not a plain URL path (a "/" and then only RFC 3986 path characters: no query, space or quote)`,
+    ),
   }),
   dynatrace: obj({
     /** When namespace labels are unknown, assume Dynatrace injects OneAgent. */

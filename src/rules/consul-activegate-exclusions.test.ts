@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { admitAndConverge, admitPod, type AdmitOptions } from '../../test/support/admit.js';
+import { GO_LISTS, GO_NULLS } from '../../test/support/consul.js';
 import { parseConfig } from '../config/load.js';
 import { staticClusterView, type ClusterView } from '../cluster/view.js';
 import { consulActiveGateExclusions } from './consul-activegate-exclusions.js';
@@ -222,17 +223,8 @@ describe('consul-activegate-exclusions: the exclusion annotations (before Consul
   });
 });
 
-// Go's json.Marshal of iptables.Config (consul sdk/iptables; no json tags, so Go field names),
-// as iptablesConfigJSON renders it for a pod without exclude annotations: nil slices are null.
-const GO_NULLS =
-  '{"ConsulDNSIP":"","ConsulDNSPort":0,"ProxyUserID":"5995","ProxyInboundPort":20000,"ProxyOutboundPort":15001,' +
-  '"ExcludeInboundPorts":null,"ExcludeOutboundPorts":null,"ExcludeOutboundCIDRs":null,"ExcludeUIDs":["5996"],"NetNS":"","IptablesProvider":null}';
+// The rendered configs consul-k8s writes (test/support/consul.ts, checked against renderRedirectConfig).
 const GO_NULLS_AFTER = GO_NULLS.replace('"ExcludeOutboundPorts":null,"ExcludeOutboundCIDRs":null', `"ExcludeOutboundPorts":["9999"],"ExcludeOutboundCIDRs":["${AG_IP}/32"]`);
-// The same with exclude annotations "2222,22222" and "3.3.3.3,3.3.3.3/24" (consul-k8s redirect_traffic_test.go), DNS on.
-const GO_LISTS =
-  '{"ConsulDNSIP":"127.0.0.1","ConsulDNSPort":8600,"ProxyUserID":"5995","ProxyInboundPort":20000,"ProxyOutboundPort":15001,' +
-  '"ExcludeInboundPorts":["1111","11111"],"ExcludeOutboundPorts":["2222","22222"],"ExcludeOutboundCIDRs":["3.3.3.3","3.3.3.3/24"],' +
-  '"ExcludeUIDs":["4444","44444","5996"],"NetNS":"","IptablesProvider":null}';
 const GO_LISTS_AFTER = GO_LISTS.replace('"22222"]', '"22222","9999"]').replace('"3.3.3.3/24"]', `"3.3.3.3/24","${AG_IP}/32"]`);
 
 const injectedAnnotations = { [INJECT]: 'true', [STATUS]: 'injected', [TPROXY_STATUS]: 'enabled' };

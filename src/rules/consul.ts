@@ -92,7 +92,7 @@ export function consulTproxyVerdict(pod: PodView, ctx: RuleContext): ConsulVerdi
 }
 
 /** Pod annotation, then the namespace label of the same key, then the configured default. */
-function transparentProxy(pod: PodView, ctx: RuleContext): { on: boolean; why: string } | { invalid: string } {
+export function transparentProxy(pod: PodView, ctx: RuleContext): { on: boolean; why: string } | { invalid: string } {
   const raw = pod.annotations.get(CONSUL_TRANSPARENT_PROXY);
   const own = consulBool(raw);
   if (own.present) {

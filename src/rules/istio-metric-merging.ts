@@ -22,7 +22,6 @@ import {
   DT_METRICS_PATH,
   DT_METRICS_PORT,
   DT_METRICS_SCRAPE,
-  DT_METRICS_SECURE,
   ISTIO_MERGED_PATH,
   ISTIO_MERGE_METRICS,
   ISTIO_PROMETHEUS_ENV,
@@ -33,7 +32,6 @@ import {
   ISTIO_STATUS_PORT_OVERRIDE,
   PROM_PATH,
   PROM_PORT,
-  PROM_SCHEME,
   PROM_SCRAPE,
   dynatraceMetricsBool,
   parseGoBool,
@@ -43,6 +41,7 @@ import {
 } from '../admission/annotations.js';
 import type { IndexedContainer, PodView } from '../admission/pod.js';
 import { istioSidecarVerdict } from './istio.js';
+import { dynatraceScrapeAnnotation, plainScrapeBlocker } from './metric-merging.js';
 import type { Change, Rule, RuleContext, RuleResult } from './types.js';
 import { NOTHING, skip } from './types.js';
 
@@ -61,8 +60,8 @@ const show = (e: Endpoint) => `:${e.port}${e.path}`;
  * port), so the user's original Prometheus request is read from ISTIO_PROMETHEUS_ANNOTATIONS.
  */
 function scrapeRequest(pod: PodView, ctx: RuleContext, injected: boolean): string | undefined {
-  const dt = pod.annotations.get(DT_METRICS_SCRAPE);
-  if (dt !== undefined) return dynatraceMetricsBool(dt) ? `${DT_METRICS_SCRAPE}=${q(dt)}` : undefined;
+  const own = dynatraceScrapeAnnotation(pod);
+  if (own) return own.asks ? own.why : undefined;
   if (!ctx.config.metricMerging.prometheusScrapeIsRequest) return undefined;
   const statusPort = String(ctx.config.istio.statusPort);
   if (injected && prometheusVariants(pod.annotations, PROM_PORT).some(([, v]) => v === statusPort)) {
@@ -81,13 +80,8 @@ function scrapeRequest(pod: PodView, ctx: RuleContext, injected: boolean): strin
 /** Checks shared by both states: reasons the merged endpoint cannot serve what Dynatrace wants. */
 function blocker(pod: PodView, statusPort: string): string | undefined {
   const a = pod.annotations;
-  if (dynatraceMetricsBool(a.get(DT_METRICS_SECURE))) {
-    return `${DT_METRICS_SECURE}=${q(a.get(DT_METRICS_SECURE))}: the merged endpoint and pilot-agent's scrape of the app are plain HTTP`;
-  }
-  const https = prometheusVariants(a, PROM_SCHEME).find(([, v]) => v.trim().toLowerCase() === 'https');
-  if (https) return `${https[0]}=${q(https[1])}: pilot-agent scrapes the app over plain HTTP only, and Istio leaves the scheme on the pod`;
-  const auth = [...a.keys()].find((k) => k.startsWith('metrics.dynatrace.com/tls.') || k.startsWith('metrics.dynatrace.com/http.auth'));
-  if (auth) return `${auth} is set: the app endpoint needs TLS or credentials, which pilot-agent's plain scrape of the app does not send`;
+  const plain = plainScrapeBlocker(pod, 'pilot-agent', 'Istio');
+  if (plain) return plain;
   const override = a.get(ISTIO_STATUS_PORT_OVERRIDE);
   if (override !== undefined && override !== statusPort) {
     return `${ISTIO_STATUS_PORT_OVERRIDE}=${q(override)} moves the agent off istio.statusPort ${statusPort}, so the merged endpoint is not where Istio's annotations say`;

@@ -51,7 +51,9 @@ export const WARN_TOO_LATE =
   'make mesh-guard\'s webhook configuration sort first (mesh-guard doctor)';
 
 const keepsNative = (pod: PodView, ctx: RuleContext) => runsToCompletion(pod) && ctx.config.istio.runToCompletionPods === 'keep-native';
-const runToCompletion = (pod: PodView) => `the pod runs to completion (restartPolicy ${pod.restartPolicy})`;
+const runToCompletionReason = (pod: PodView) => `the pod runs to completion (restartPolicy ${pod.restartPolicy})`;
+/** An explicit nativeSidecar value that Istio ≥1.27 reads as native, other than the false-like spellings the guard normalises. */
+const ownerAsksNative = (current: string | undefined) => current !== undefined && current !== '' && parseGoBool(current) !== false;
 
 export const istioNativeSidecarGuard: Rule = {
   name: 'istio-native-sidecar-guard',
@@ -77,13 +79,13 @@ export const istioNativeSidecarGuard: Rule = {
     const both = `${istio.reason}, and ${dynatrace.reason} (Dynatrace injects OneAgent), which does not support Istio native sidecars`;
     // A classic sidecar already asked for, by us on an earlier pass or by the owner: only the start order is left.
     if (current === 'false') return holdApplication(pod, `${ISTIO_NATIVE_SIDECAR}="false" gives a classic sidecar`, []);
-    if (current !== undefined && current !== '' && parseGoBool(current) !== false) {
+    if (ownerAsksNative(current)) {
       return skip(`${both}; ${ISTIO_NATIVE_SIDECAR}=${q(current)} is set on the pod and left alone`);
     }
     if (keepsNative(pod, ctx)) {
       return {
         changes: [],
-        reasons: [`${both}; ${runToCompletion(pod)}, so it keeps its native sidecar: a classic istio-proxy would keep it from completing (istio.runToCompletionPods: keep-native)`],
+        reasons: [`${both}; ${runToCompletionReason(pod)}, so it keeps its native sidecar: a classic istio-proxy would keep it from completing (istio.runToCompletionPods: keep-native)`],
         warnings: [WARN_KEPT_NATIVE],
       };
     }
@@ -96,7 +98,7 @@ export const istioNativeSidecarGuard: Rule = {
       kind: 'annotation',
       key: ISTIO_NATIVE_SIDECAR,
       value: 'false',
-      reason: classicJob ? `${reason}; ${runToCompletion(pod)} and istio.runToCompletionPods is classic` : reason,
+      reason: classicJob ? `${reason}; ${runToCompletionReason(pod)} and istio.runToCompletionPods is classic` : reason,
     };
     return holdApplication(pod, 'a classic sidecar starts beside the app', [native], classicJob ? [WARN_CLASSIC_JOB] : []);
   },
@@ -107,9 +109,9 @@ function afterIstio(pod: PodView, ctx: RuleContext, dynatrace: string | undefine
   const native = pod.initContainers.some((c) => c.name === ISTIO_PROXY_CONTAINER);
   if (!native || dynatrace === undefined) return NOTHING;
   // Kept on purpose on the first pass (which warned), or asked for by the owner: no second warning.
-  if (keepsNative(pod, ctx)) return skip(`Istio injected a native sidecar, kept because ${runToCompletion(pod)}; ${dynatrace}`);
+  if (keepsNative(pod, ctx)) return skip(`Istio injected a native sidecar, kept because ${runToCompletionReason(pod)}; ${dynatrace}`);
   const current = pod.annotations.get(ISTIO_NATIVE_SIDECAR);
-  if (current !== undefined && current !== '' && parseGoBool(current) !== false) {
+  if (ownerAsksNative(current)) {
     return skip(`Istio injected the native sidecar the pod asked for (${ISTIO_NATIVE_SIDECAR}=${q(current)}); ${dynatrace}`);
   }
   return {

@@ -22,6 +22,7 @@ import type { ClusterView } from '../cluster/view.js';
 import type { Config } from '../config/schema.js';
 import type { Rule } from '../rules/types.js';
 import { admit, decodeReview, type AdmissionResult } from '../admission/handler.js';
+import { answerThenClose, lingerBytes } from './linger.js';
 import { infoLine, type Logger } from './logger.js';
 import { parseReviewJson } from './review-json.js';
 import type { Metrics } from './metrics.js';
@@ -170,6 +171,14 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     return { status, body: JSON.stringify({ error: message, status }) };
   }
 
+  /** A 413 is answered before its body is read: answered so that the client still reads it (linger.ts). */
+  const lingerMaxBytes = lingerBytes(server.bodyLimitBytes);
+  function tooLarge(req: IncomingMessage, res: ServerResponse, r: { status: number; body: string }): void {
+    answerThenClose(req, res, r.status, { 'content-type': JSON_TYPE }, r.body, lingerMaxBytes, (cut) =>
+      log.warn({ url: req.url, ...cut }, 'client kept sending after the 413; connection closed'),
+    );
+  }
+
   /**
    * Admits a parsed body: the response body to send (a promise of it only when the admission
    * waits on the API server), or throws the error for the error answer.
@@ -219,7 +228,8 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     };
     const fail = (err: Error, close: boolean) => {
       const r = rejected(req.method, req.url!, err);
-      send(r.status, r.body, close);
+      if (r.status === 413) tooLarge(req, res, r);
+      else send(r.status, r.body, close);
     };
     const chunks: Buffer[] = [];
     let received = 0;
@@ -272,6 +282,11 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   fastify.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     const r = rejected(req.method, req.url, err);
+    if (r.status === 413) {
+      reply.hijack();
+      tooLarge(req.raw, reply.raw, r);
+      return;
+    }
     void reply.code(r.status).type(JSON_TYPE).send(r.body);
   });
   fastify.setNotFoundHandler((req, reply) => {

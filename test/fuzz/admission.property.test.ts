@@ -1,7 +1,7 @@
 /**
  * Property-based tests over the real HTTPS server (issue 8): at least 10,000 generated pods per
  * run, sent in batches over keep-alive connections (test/support/lean-client.ts), against two servers (default config, and one
- * with every opt-in on) answering from a static cluster view whose namespaces are labelled for
+ * with every opt-in on and Consul's scrape endpoint moved) answering from a static cluster view whose namespaces are labelled for
  * Istio, Dynatrace and Consul, so the rules actually fire.
  *
  * For every pod:
@@ -39,6 +39,8 @@ rules:
 consul:
   injectByDefault: true
   denyNamespaces: [istio-system]
+  prometheusScrapePort: 20300
+  prometheusScrapePath: /merged
 istio:
   injectByDefault: true
 dynatrace:

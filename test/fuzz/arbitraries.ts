@@ -10,6 +10,14 @@ import fc from 'fast-check';
 import {
   CONSUL_CONNECT_INJECT,
   CONSUL_CONNECT_INJECT_STATUS,
+  CONSUL_CONNECT_SERVICE,
+  CONSUL_ENABLE_METRICS,
+  CONSUL_ENABLE_METRICS_MERGING,
+  CONSUL_MERGED_METRICS_PORT,
+  CONSUL_PROMETHEUS_SCRAPE_PATH,
+  CONSUL_PROMETHEUS_SCRAPE_PORT,
+  CONSUL_SERVICE_METRICS_PATH,
+  CONSUL_SERVICE_METRICS_PORT,
   CONSUL_EXCLUDE_OUTBOUND_CIDRS,
   CONSUL_EXCLUDE_OUTBOUND_PORTS,
   CONSUL_INIT_CONTAINER,
@@ -65,6 +73,15 @@ export const ANNOTATION_KEYS = [
   CONSUL_EXCLUDE_OUTBOUND_CIDRS,
   CONSUL_REDIRECT_TRAFFIC_ANNOTATION,
   'consul.hashicorp.com/transparent-proxy-exclude-inbound-ports',
+  CONSUL_ENABLE_METRICS,
+  CONSUL_ENABLE_METRICS_MERGING,
+  CONSUL_SERVICE_METRICS_PORT,
+  CONSUL_SERVICE_METRICS_PATH,
+  CONSUL_PROMETHEUS_SCRAPE_PORT,
+  CONSUL_PROMETHEUS_SCRAPE_PATH,
+  CONSUL_MERGED_METRICS_PORT,
+  CONSUL_CONNECT_SERVICE,
+  'consul.hashicorp.com/prometheus-cert-file',
   PROM_SCRAPE,
   PROM_PORT,
   PROM_PATH,
@@ -106,7 +123,9 @@ const ruleValues = [
   '9999', '443', '9999,443', '9999, 443', ',', '9999,', '15020', '015020', '9090', '0', '65536', '8080', '-1',
   '10.0.0.7/32', '10.0.0.0/8', 'fd00::7/128', '10.0.0.7', 'not-a-cidr', '10.0.0.0/8,192.168.0.0/16',
   '/metrics', '/stats/prometheus', 'metrics', 'http', 'https',
+  '20200', '20100', '20300', '1023', '0x4e20', 'web,admin', '/merged', '/custom', '/m?x=1', '/a b',
   '{"mode":"exclude","names":["istio_*","envoy_*"]}',
+  '{"mode":"exclude","names":["envoy_*","consul_dataplane_*"]}',
   '{"initContainers":["istio-init"],"containers":["istio-proxy"]}',
   '{"ExcludeOutboundPorts":["9999"],"ExcludeOutboundCIDRs":null,"ProxyUserID":5995}',
   '{"ExcludeOutboundPorts":null,"ExcludeOutboundCIDRs":["10.0.0.7/32"]}',
@@ -330,6 +349,19 @@ const scenarioAnnotations = fc.array(
     { weight: 2, arbitrary: fc.tuple(fc.constant(CONSUL_REDIRECT_TRAFFIC_ANNOTATION), renderedConfigArb) },
     { weight: 1, arbitrary: fc.tuple(fc.constantFrom('example.com/free-text', 'a.b/c_d', 'x'), wildString) },
     { weight: 2, arbitrary: fc.tuple(fc.constant(CONSUL_CONNECT_INJECT_STATUS), fc.constant('injected')) },
+    // Variations on a Consul pod asking for Dynatrace scraping (see consulScrape below).
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom<[string, string]>(
+        [CONSUL_CONNECT_INJECT, 'true'],
+        [DT_METRICS_SCRAPE, 'true'],
+        [DT_METRICS_PORT, '8080'],
+        [DT_METRICS_PORT, '20200'],
+        [CONSUL_SERVICE_METRICS_PORT, '8080'],
+        [CONSUL_ENABLE_METRICS, 'true'],
+        [CONSUL_ENABLE_METRICS, ''],
+      ),
+    },
     { weight: 1, arbitrary: fc.tuple(fc.constant(CONSUL_TRANSPARENT_PROXY_STATUS), fc.constant('enabled')) },
   ),
   { maxLength: 8 },
@@ -399,7 +431,11 @@ export function scenarioPodArb(): fc.Arbitrary<unknown> {
       // A pod Consul's webhook already injected with transparent proxy: the rendered-config path.
       consulInjected: fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
       consulInit: renderedConfigArb,
+      // A Consul pod that asks for Dynatrace scraping, mostly where Consul and Dynatrace both inject,
+      // so consul-metric-merging acts (the random annotations after it may change any of that).
+      consulScrape: fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom('dt-ns', 'dt-ns', 'dt-ns', 'mesh', 'consul-ns', 'default') }),
     })
+    .map((p) => (p.consulScrape ? { ...p, namespace: p.consulScrape } : p))
     .map((p) =>
         ownMap([
           ['apiVersion', 'v1'],
@@ -409,12 +445,13 @@ export function scenarioPodArb(): fc.Arbitrary<unknown> {
             ownMap([
               ['generateName', p.generateName],
               ['namespace', p.namespace],
-              ...(p.annotations || p.consulInjected
+              ...(p.annotations || p.consulInjected || p.consulScrape
                 ? [
                     [
                       'annotations',
                       ownMap([
                         ...(p.consulInjected ? ([[CONSUL_CONNECT_INJECT_STATUS, 'injected'], [CONSUL_TRANSPARENT_PROXY_STATUS, 'enabled']] as const) : []),
+                        ...(p.consulScrape ? ([[CONSUL_CONNECT_INJECT, 'true'], [DT_METRICS_SCRAPE, 'true'], [DT_METRICS_PORT, '8080']] as const) : []),
                         ...(p.annotations ?? []),
                       ]),
                     ] as const,

@@ -31,7 +31,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import jsonpatch from 'fast-json-patch';
-import { generate } from 'selfsigned';
+import { loopbackCert } from './tls.js';
 
 /** A stored object: anything with metadata. */
 export interface KubeObject {
@@ -147,28 +147,6 @@ class HttpError extends Error {
   }
 }
 
-let certPromise: Promise<{ key: string; cert: string }> | undefined;
-/** One self-signed certificate per test process (key generation is the slow part). */
-function selfSignedCert(): Promise<{ key: string; cert: string }> {
-  certPromise ??= generate([{ name: 'commonName', value: 'fake-apiserver' }], {
-    keySize: 2048,
-    algorithm: 'sha256',
-    extensions: [
-      { name: 'basicConstraints', cA: true },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, keyCertSign: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      {
-        name: 'subjectAltName',
-        altNames: [
-          { type: 2, value: 'localhost' },
-          { type: 7, ip: '127.0.0.1' },
-        ],
-      },
-    ],
-  }).then((p) => ({ key: p.private, cert: p.cert }));
-  return certPromise;
-}
-
 const clone = <T>(v: T): T => structuredClone(v);
 
 export class FakeApiServer {
@@ -218,7 +196,7 @@ export class FakeApiServer {
 
   /** Starts a server on 127.0.0.1 (ephemeral port unless `port` is given). */
   static async start(opts: FakeApiServerOptions = {}): Promise<FakeApiServer> {
-    const tlsMaterial = opts.tls ? await selfSignedCert() : undefined;
+    const tlsMaterial = opts.tls ? await loopbackCert() : undefined;
     const s = new FakeApiServer(opts, tlsMaterial);
     s.portValue = opts.port ?? 0;
     await s.start();

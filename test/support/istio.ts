@@ -5,6 +5,7 @@
  * pkg/kube/inject/webhook.go) including the 1.31 port validation.
  */
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { expect } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseGoBool, sanitizePrometheusLabelName } from '../../src/admission/annotations.js';
 import { inspectPod } from '../../src/admission/pod.js';
@@ -183,4 +184,12 @@ export function evaluateCase(rule: Rule, c: PodCase, defaultNs: Record<string, s
   const lookup: NamespaceLookup =
     ns === 'unknown' ? { state: 'unknown', reason: 'cluster view is off' } : ns === 'absent' ? { state: 'absent' } : { state: 'known', labels: ns };
   return rule.evaluate(inspected.pod, { config: parseConfig(c.config ?? ''), namespace: lookup, activeGateIPs: [] });
+}
+
+/** A metric-merging rule stood back: no changes, one reason that names the request, then `reason`. */
+export function expectStoodBack(r: RuleResult, reason: RegExp): void {
+  expect(r.changes).toEqual([]);
+  expect(r.reasons).toHaveLength(1);
+  expect(r.reasons[0]).toMatch(/^metrics.dynatrace.com\/scrape="true", but /);
+  expect(r.reasons[0]).toMatch(reason);
 }

@@ -32,7 +32,8 @@ export async function freePort(): Promise<number> {
 }
 
 export async function spawnServer(env: NodeJS.ProcessEnv = {}, entry = path.join(repoRoot, 'dist/src/server/main.js'), cwd = repoRoot): Promise<ServerProcess> {
-  const port = await freePort();
+  // A caller that sets PORT keeps it across restarts (the end-to-end suite's webhook url names it).
+  const port = env.PORT ? Number(env.PORT) : await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-proc-'));
   const configFile = path.join(dir, 'config.yaml');
   if (!env.CONFIG_FILE) fs.writeFileSync(configFile, `server:\n  tls:\n    selfSignedDir: ${dir}\n  shutdownDelayMs: 200\n`);

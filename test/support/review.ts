@@ -12,10 +12,9 @@ import { parseAllDocuments } from 'yaml';
 import type { V1Pod } from '@kubernetes/client-node';
 import { expect } from 'vitest';
 import { isQualifiedName } from '../../src/admission/annotations.js';
+import { readCorpus } from './corpus.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-/** ../shared beside the repo (CI has it there); tests read the corpus at run time. */
-export const sharedDir = path.resolve(repoRoot, '../shared');
 
 /** An Istio CNI node-agent pod: node-agent-guard patches it. The background load of the transport tests. */
 export const istioCniNodePod = {
@@ -85,11 +84,14 @@ export function applyOps<T>(object: T, ops: Op[]): T {
 }
 
 export function loadYaml(file: string): unknown[] {
-  return parseAllDocuments(fs.readFileSync(file, 'utf8')).map((d) => d.toJS());
+  return parseYaml(fs.readFileSync(file, 'utf8'));
 }
 
+const parseYaml = (text: string): unknown[] => parseAllDocuments(text).map((d) => d.toJS());
+
+/** The pod of a corpus file (test/support/corpus.ts says where it is found). */
 export function corpusPod(relative: string): V1Pod {
-  const docs = loadYaml(path.join(sharedDir, 'corpus', relative));
+  const docs = parseYaml(readCorpus(relative));
   const doc = docs.find((d) => d && typeof d === 'object') as Record<string, unknown>;
   // Workload fixtures (Deployment etc.) carry the pod in spec.template.
   if (doc.kind === 'Pod') return doc as V1Pod;

@@ -1,0 +1,119 @@
+/**
+ * mesh-guard as users run it (dist/src/server/main.js, npm start's entry point) against the real
+ * control plane: KUBECONFIG holds a token of the shipped ServiceAccount mesh-guard/mesh-guard, so its
+ * cluster view runs on real list/watch with exactly the RBAC that deploy/base grants. The serving
+ * certificate is signed by the control plane's CA, which is the webhook's caBundle, so a restart on
+ * the same port needs no re-registration.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { freePort, spawnServer, waitReady, type ServerProcess } from '../../support/process.js';
+import type { ControlPlane } from './controlplane.js';
+import { applyDeployBase } from './webhooks.js';
+
+export interface MeshGuard {
+  readonly port: number;
+  readonly url: string;
+  /** The running process; replaced by start(). */
+  process(): ServerProcess;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** readyz's clusterView state. */
+  clusterView(): Promise<string>;
+  /** JSON log lines of every process started so far. */
+  lines(): Array<Record<string, unknown>>;
+}
+
+export interface MeshGuardOptions {
+  /** Extra config YAML, appended to the server section written here (top-level keys only). */
+  readonly configYaml?: string;
+}
+
+/** A kubeconfig with a bound token of ServiceAccount mesh-guard/mesh-guard (TokenRequest API). */
+async function serviceAccountKubeconfig(cp: ControlPlane, dir: string): Promise<string> {
+  const core = cp.kc.makeApiClient(CoreV1Api);
+  const tr = await core.createNamespacedServiceAccountToken({
+    name: 'mesh-guard',
+    namespace: 'mesh-guard',
+    body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
+  });
+  const file = path.join(dir, 'kubeconfig');
+  const lines = [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: e2e',
+    `  cluster: {server: "${cp.url}", certificate-authority-data: ${Buffer.from(cp.caPem).toString('base64')}}`,
+    'users:',
+    '- name: mesh-guard',
+    `  user: {token: "${tr.status!.token}"}`,
+    'contexts:',
+    '- name: e2e',
+    '  context: {cluster: e2e, user: mesh-guard, namespace: mesh-guard}',
+    'current-context: e2e',
+    '',
+  ];
+  fs.writeFileSync(file, lines.join('\n'), { mode: 0o600 });
+  return file;
+}
+
+/** Applies deploy/base (webhook pointed at a free loopback port), then starts mesh-guard there. */
+export async function startMeshGuard(cp: ControlPlane, opts: MeshGuardOptions = {}): Promise<MeshGuard> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-e2e-mg-'));
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}`;
+  await applyDeployBase(cp.kc, url, cp.caPem);
+  const { cert, key } = await cp.issueServingCert();
+  fs.writeFileSync(path.join(dir, 'tls.crt'), cert);
+  fs.writeFileSync(path.join(dir, 'tls.key'), key, { mode: 0o600 });
+  const configFile = path.join(dir, 'config.yaml');
+  fs.writeFileSync(
+    configFile,
+    [
+      'server:',
+      '  host: 127.0.0.1',
+      '  shutdownDelayMs: 200',
+      '  tls:',
+      `    certFile: ${path.join(dir, 'tls.crt')}`,
+      `    keyFile: ${path.join(dir, 'tls.key')}`,
+      opts.configYaml ?? '',
+      '',
+    ].join('\n'),
+  );
+  const kubeconfig = await serviceAccountKubeconfig(cp, dir);
+  const all: ServerProcess[] = [];
+  let current: ServerProcess | undefined;
+  const runDir = process.env.MESH_GUARD_E2E_RUN_DIR;
+
+  const mg: MeshGuard = {
+    port,
+    url,
+    process: () => current!,
+    async start() {
+      const p = await spawnServer({ PORT: String(port), CONFIG_FILE: configFile, KUBECONFIG: kubeconfig });
+      fs.writeFileSync(path.join(p.dir, 'ca.crt'), cp.caPem);
+      if (runDir && p.child.pid) fs.writeFileSync(path.join(runDir, `mesh-guard-${p.child.pid}.pid`), String(p.child.pid));
+      void p.exited.then(() => runDir && fs.rmSync(path.join(runDir, `mesh-guard-${p.child.pid}.pid`), { force: true }));
+      all.push(p);
+      current = p;
+      await waitReady(p, 30_000);
+    },
+    async stop() {
+      const p = current;
+      if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+      p.kill('SIGTERM');
+      const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
+      await p.exited;
+      clearTimeout(timer);
+    },
+    async clusterView() {
+      const res = await current!.request('GET', '/readyz');
+      return (JSON.parse(res.body) as { clusterView: string }).clusterView;
+    },
+    lines: () => all.flatMap((p) => p.lines),
+  };
+  await mg.start();
+  return mg;
+}
