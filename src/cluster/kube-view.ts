@@ -30,6 +30,7 @@ import net from 'node:net';
 import path from 'node:path';
 import {
   AdmissionregistrationV1Api,
+  AppsV1Api,
   CoreV1Api,
   KubeConfig,
   ListWatch,
@@ -55,6 +56,16 @@ import {
   type WebhookConfigurationSummary,
   type WebhookDiscovery,
 } from './webhooks.js';
+import {
+  describeRef,
+  PARSERS,
+  settingsKey,
+  settingsLookupOf,
+  wantedSettings,
+  type PeerSettings,
+  type SettingsLookup,
+  type SettingsRef,
+} from './peer-settings.js';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 export const SYNCED_METRIC = 'mesh_guard_cluster_view_synced';
@@ -222,6 +233,7 @@ class KubeClusterView implements ClusterView {
   private readonly nsInformer: ManagedInformer<V1Namespace>;
   private readonly svcInformer: ManagedInformer<V1Service>;
   private readonly mwcInformer: ManagedInformer<V1MutatingWebhookConfiguration>;
+  private readonly settingsWatcher: SettingsWatcher;
   private readonly core: CoreV1Api;
   private readonly gauge: Gauge;
   private readonly readyPromise: Promise<void>;
@@ -312,6 +324,8 @@ class KubeClusterView implements ClusterView {
       if (c.metadata?.name) this.webhookConfigs.delete(c.metadata.name);
       this.discovery = undefined;
     });
+    this.settingsWatcher = new SettingsWatcher(kc, hooks, () => this.mutatingWebhooks());
+    for (const event of ['add', 'update', 'delete'] as const) this.mwcInformer.lw.on(event, () => this.settingsWatcher.reconcileSoon());
 
     log.info(
       { clusterView: 'syncing', source, activeGateNamespace: agNs || '(all)', activeGateLabelSelector: selector },
@@ -357,6 +371,11 @@ class KubeClusterView implements ClusterView {
     return this.discovery;
   }
 
+  /** The peers' settings objects the discovered webhooks point at, from memory (peer-settings.ts). */
+  peerSettings(): PeerSettings {
+    return this.settingsWatcher.snapshot();
+  }
+
   ready(): Promise<void> {
     return this.readyPromise;
   }
@@ -367,7 +386,7 @@ class KubeClusterView implements ClusterView {
     clearTimeout(this.syncTimer);
     clearTimeout(this.degradeTimer);
     this.syncTimer = this.degradeTimer = undefined;
-    await Promise.all([this.nsInformer.stop(), this.svcInformer.stop(), this.mwcInformer.stop()]);
+    await Promise.all([this.nsInformer.stop(), this.svcInformer.stop(), this.mwcInformer.stop(), this.settingsWatcher.stop()]);
     this.resolveReady();
     if (this.registry.getSingleMetric(SYNCED_METRIC) === this.gauge) this.registry.removeSingleMetric(SYNCED_METRIC);
   }
@@ -443,6 +462,7 @@ class KubeClusterView implements ClusterView {
     const healthy = this.informersHealthy;
     if (this.svcInformer.synced && this.activeGateIPs === null) this.recomputeActiveGateIPs();
     this.warnIfWebhooksForbidden();
+    if (this.mwcInformer.synced) this.settingsWatcher.reconcileSoon();
     if (this.stateValue === 'syncing') {
       // The first sync waits for the webhook configurations too, but only until their first answer:
       // a refusal (no RBAC for them) must not hold the view back.
@@ -573,6 +593,7 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
     private readonly hooks: InformerHooks,
     /** What of each object the cache keeps (metadata.name, namespace and resourceVersion at least); all by default. */
     readonly trim?: (obj: T) => T,
+    fieldSelector?: string,
   ) {
     const listFn = async (): Promise<KubernetesListObject<T>> => {
       const ctrl = new AbortController();
@@ -586,7 +607,7 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
         this.inflight.delete(ctrl);
       }
     };
-    this.lw = new ListWatch<T>(apiPath, new GuardedWatch(kc, this), listFn, false, labelSelector);
+    this.lw = new ListWatch<T>(apiPath, new GuardedWatch(kc, this), listFn, false, labelSelector, fieldSelector);
     this.lw.on('error', (err: unknown) => this.onError(err));
   }
 
@@ -716,6 +737,126 @@ class GuardedWatch extends Watch {
       return new AbortController();
     }
   }
+}
+
+// ---- peer settings ----------------------------------------------------------------------------
+
+/** A settings object as the cache keeps it: its metadata and what peer-settings.ts parsed from it. */
+interface TrimmedSettings extends KubernetesObject {
+  readonly parsed: ReturnType<(typeof PARSERS)[keyof typeof PARSERS]>;
+}
+
+/**
+ * One informer per settings object the discovered peer webhooks point at (Istio's injector and mesh
+ * ConfigMaps per revision, Consul's connect-injector Deployment), each a list+watch in the object's
+ * namespace with `fieldSelector=metadata.name=<name>`, which the API server authorizes as a request
+ * for that one name (apiserver `pkg/endpoints/request/requestinfo.go`), so RBAC can grant exactly
+ * these names. The cache keeps only the parsed settings. These informers never change the view's
+ * state: until one answers, or when it is refused, the predictions use the config mirrors.
+ */
+class SettingsWatcher {
+  private readonly informers = new Map<string, { readonly ref: SettingsRef; readonly informer: ManagedInformer<TrimmedSettings> }>();
+  private readonly warned = new Set<string>();
+  private readonly core: CoreV1Api;
+  private readonly apps: AppsV1Api;
+  private cached: PeerSettings | undefined;
+  private pending = false;
+  private stopped = false;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly hooks: InformerHooks,
+    private readonly discovery: () => WebhookDiscovery,
+  ) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.apps = kc.makeApiClient(AppsV1Api);
+  }
+
+  /** After a webhook configuration changes: start informers for new objects, stop those no longer pointed at. */
+  reconcileSoon(): void {
+    if (this.pending || this.stopped) return;
+    this.pending = true;
+    setImmediate(() => {
+      this.pending = false;
+      if (!this.stopped && !this.hooks.isClosed()) this.reconcile();
+    });
+  }
+
+  private reconcile(): void {
+    const wanted = new Map(wantedSettings(this.discovery()).map((r) => [settingsKey(r), r]));
+    for (const [key, { informer }] of this.informers) {
+      if (wanted.has(key)) continue;
+      this.informers.delete(key);
+      void informer.stop();
+    }
+    for (const [key, ref] of wanted) {
+      if (this.informers.has(key)) continue;
+      const informer = this.informerFor(ref);
+      this.informers.set(key, { ref, informer });
+      informer.start();
+    }
+    this.cached = undefined;
+  }
+
+  private informerFor(ref: SettingsRef): ManagedInformer<TrimmedSettings> {
+    const parse = PARSERS[ref.kind];
+    const trim = (obj: TrimmedSettings): TrimmedSettings => {
+      const md = obj.metadata ?? {};
+      return { metadata: { name: md.name, namespace: md.namespace, uid: md.uid, resourceVersion: md.resourceVersion }, parsed: parse(obj) } as TrimmedSettings;
+    };
+    const fieldSelector = `metadata.name=${ref.name}`;
+    const { namespace } = ref;
+    const onHealthChange = () => {
+      this.cached = undefined;
+      this.warnIfForbidden(ref);
+    };
+    const hooks: InformerHooks = { ...this.hooks, onHealthChange };
+    const [apiPath, list]: [string, ListCall<TrimmedSettings>] =
+      ref.kind === 'consul-injector'
+        ? [`/apis/apps/v1/namespaces/${namespace}/deployments`, (o) => this.apps.listNamespacedDeployment({ namespace, fieldSelector }, o) as never]
+        : [`/api/v1/namespaces/${namespace}/configmaps`, (o) => this.core.listNamespacedConfigMap({ namespace, fieldSelector }, o) as never];
+    const informer = new ManagedInformer<TrimmedSettings>(describeRef(ref), this.kc, apiPath, list, undefined, hooks, trim, fieldSelector);
+    for (const event of ['add', 'update', 'delete'] as const) informer.lw.on(event, () => (this.cached = undefined));
+    return informer;
+  }
+
+  private warnIfForbidden(ref: SettingsRef): void {
+    const key = settingsKey(ref);
+    const informer = this.informers.get(key)?.informer;
+    if (!informer || informer.lastErrorCode !== 403 || this.warned.has(key)) return;
+    this.warned.add(key);
+    this.hooks.log.warn(
+      { clusterView: 'settings-forbidden', object: describeRef(ref), err: informer.lastError },
+      `cluster view: not allowed to read ${describeRef(ref)} (add "${ref.name}" to the resourceNames in deploy/base/rbac.yaml); predictions for it use the config mirrors`,
+    );
+  }
+
+  snapshot(): PeerSettings {
+    if (this.cached) return this.cached;
+    const out = new Map<string, SettingsLookup>();
+    for (const [key, { ref, informer }] of this.informers) out.set(key, lookupOf(ref, informer));
+    this.cached = out;
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.informers.values()].map(({ informer }) => informer.stop()));
+  }
+}
+
+function lookupOf(ref: SettingsRef, informer: ManagedInformer<TrimmedSettings>): SettingsLookup {
+  const what = describeRef(ref);
+  if (!informer.synced) {
+    return {
+      state: 'unknown',
+      reason:
+        informer.lastErrorCode === 403 ? `not allowed to read ${what} (${informer.lastError})`
+        : informer.lastError ? `${what} could not be read (${informer.lastError})`
+        : `${what} not read yet`,
+    };
+  }
+  return settingsLookupOf(ref, informer.lw.list().find((o) => o.metadata?.name === ref.name)?.parsed);
 }
 
 // ---- helpers ----------------------------------------------------------------------------------

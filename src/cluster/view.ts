@@ -1,3 +1,4 @@
+import type { PeerSettings } from './peer-settings.js';
 import type { WebhookDiscovery } from './webhooks.js';
 
 /**
@@ -33,6 +34,12 @@ export interface ClusterView {
    * and the predictions then use the config mirrors without mentioning discovery.
    */
   mutatingWebhooks?(): WebhookDiscovery;
+  /**
+   * The peers' own settings (Istio's injector and mesh ConfigMaps, Consul's injector flags) that the
+   * discovered webhooks point at, from memory. Optional like `mutatingWebhooks`; without it the
+   * predictions use the config mirrors for these settings.
+   */
+  peerSettings?(): PeerSettings;
   /** Resolves after the first sync, or after the bounded wait; never rejects. */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -57,6 +64,7 @@ export function staticClusterView(
   namespaces: Readonly<Record<string, Readonly<Record<string, string>>>>,
   activeGateIPs: readonly string[] | null = [],
   webhooks?: WebhookDiscovery,
+  settings?: PeerSettings,
 ): ClusterView {
   return {
     state: 'synced',
@@ -66,6 +74,7 @@ export function staticClusterView(
     },
     activeGateServiceIPs: () => activeGateIPs,
     ...(webhooks ? { mutatingWebhooks: () => webhooks } : {}),
+    ...(settings ? { peerSettings: () => settings } : {}),
     ready: async () => undefined,
     close: async () => undefined,
   };
