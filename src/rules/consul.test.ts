@@ -8,13 +8,15 @@ import { describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parse } from 'yaml';
 import { admitAndConverge } from '../../test/support/admit.js';
+import { consulInjectorDeployment, type ConsulInjectorOptions } from '../../test/support/peer-settings.js';
 import { CONSUL, consulSkipping } from '../../test/support/peer-webhooks.js';
 import { inspectPod } from '../admission/pod.js';
+import { settingsFromObjects, type PeerSettings } from '../cluster/peer-settings.js';
 import { staticClusterView, type NamespaceLookup } from '../cluster/view.js';
 import { knownDiscovery, summarizeConfiguration, type WebhookDiscovery } from '../cluster/webhooks.js';
 import { parseConfig } from '../config/load.js';
 import { consulActiveGateExclusions } from './consul-activegate-exclusions.js';
-import { consulInjectVerdict } from './consul.js';
+import { consulInjectVerdict, consulTproxyVerdict } from './consul.js';
 
 const DT_NS = 'dynakube.internal.dynatrace.com/instance';
 const PORTS = 'consul.hashicorp.com/transparent-proxy-exclude-outbound-ports';
@@ -25,10 +27,10 @@ function pod(namespace: string, annotations: Record<string, string> = {}, labels
   return { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'web-', namespace, annotations, labels }, spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] } };
 }
 
-function verdict(p: V1Pod, ns: NamespaceLookup, webhooks: WebhookDiscovery | undefined) {
+function verdict(p: V1Pod, ns: NamespaceLookup, webhooks: WebhookDiscovery | undefined, settings?: PeerSettings, of = consulInjectVerdict) {
   const inspected = inspectPod(p, p.metadata!.namespace);
   if (!inspected.ok) throw new Error(inspected.reason);
-  return consulInjectVerdict(inspected.pod, { config: parseConfig(''), namespace: ns, activeGateIPs: [], ...(webhooks ? { webhooks } : {}) });
+  return of(inspected.pod, { config: parseConfig(''), namespace: ns, activeGateIPs: [], ...(webhooks ? { webhooks } : {}), ...(settings ? { settings } : {}) });
 }
 
 const ASKS = { 'consul.hashicorp.com/connect-inject': 'true' };
@@ -55,6 +57,36 @@ describe('consul: the API-server step from the discovered connect-injector webho
 
   it('a pod without the annotation is still none of Consul\'s business while consul.injectByDefault is false', () => {
     expect(verdict(pod('app'), known({}), discovery(CONSUL)).kind).toBe('not-consul');
+  });
+});
+
+describe("consul: the injector's own flags from its Deployment", () => {
+  const CONSUL_ONLY = discovery(CONSUL);
+  const flags = (o: ConsulInjectorOptions) => settingsFromObjects(CONSUL_ONLY, [consulInjectorDeployment(o)]);
+  const FROM = 'Deployment consul/consul-connect-injector';
+
+  it.each<[string, V1Pod, ConsulInjectorOptions, string, string]>([
+    ['-default-inject=true meshes a pod without the annotation', pod('app'), { defaultInject: true }, 'will-inject', `consul.hashicorp.com/connect-inject absent and the injector runs with -default-inject=true (${FROM})`],
+    ['-default-inject=false (the chart default): not a Consul pod', pod('app'), {}, 'not-consul', ''],
+    ['-deny-k8s-namespace', pod('legacy', ASKS), { deny: ['legacy'] }, 'skip', `namespace legacy is in the injector's -deny-k8s-namespace (${FROM})`],
+    ['-allow-k8s-namespace without "*"', pod('app', ASKS), { allow: ['shop'] }, 'skip', `namespace app is not in the injector's -allow-k8s-namespace (${FROM})`],
+    ['allowed by name', pod('shop', ASKS), { allow: ['shop'] }, 'will-inject', 'consul.hashicorp.com/connect-inject="true"'],
+  ])('%s', (_, p, o, kind, reason) => {
+    const v = verdict(p, known({}), CONSUL_ONLY, flags(o));
+    expect(v.kind).toBe(kind);
+    if (reason) expect('reason' in v ? v.reason : '').toContain(reason);
+  });
+
+  it('-default-enable-transparent-proxy=false: injected without transparent proxy', () => {
+    const v = verdict(pod('app', ASKS), known({}), CONSUL_ONLY, flags({ transparentProxy: false }), consulTproxyVerdict);
+    expect(v.kind).toBe('skip');
+    expect('reason' in v ? v.reason : '').toContain(`the injector runs with -default-enable-transparent-proxy=false (${FROM})`);
+  });
+
+  it('unread flags: the consul.* mirrors, saying why', () => {
+    const v = verdict(pod('app', ASKS), known({}), CONSUL_ONLY, settingsFromObjects(CONSUL_ONLY, []));
+    expect(v.kind).toBe('will-inject');
+    expect('reason' in v ? v.reason : '').toMatch(/; the consul.\* mirrors stand in for the injector's flags \(Deployment consul\/consul-connect-injector does not exist\)$/);
   });
 });
 
