@@ -15,7 +15,9 @@ import { admit } from '../src/admission/handler.js';
 import { peerSeesPodCreate, type WebhookDiscovery } from '../src/cluster/webhooks.js';
 import { istioMetricMerging } from '../src/rules/istio-metric-merging.js';
 import { FakeApiServer, kubeconfigFor } from './support/fake-apiserver.js';
-import { CONSUL, configurationObject, ISTIO_CANARY, ISTIO_DEFAULT } from './support/peer-webhooks.js';
+import { allRules } from '../src/rules/index.js';
+import { consulInjectorDeployment, istioInjectorConfigMap, istioMeshConfigMap } from './support/peer-settings.js';
+import { CONSUL, configurationObject, consulSkipping, DYNATRACE_HELM, ISTIO_CANARY, ISTIO_DEFAULT } from './support/peer-webhooks.js';
 import { review } from './support/review.js';
 
 const AG_LABELS = { 'app.kubernetes.io/component': 'activegate', 'app.kubernetes.io/name': 'dynatrace-operator' };
@@ -520,3 +522,130 @@ describe('cluster view: mutating webhook configurations (peer discovery)', () =>
   });
 });
 
+describe("cluster view: the peers' settings objects", () => {
+  const CM_PATH = '/api/v1/namespaces/istio-system/configmaps';
+  const DEPLOY_PATH = '/apis/apps/v1/namespaces/consul/deployments';
+
+  async function settingsView(objects: Array<[string, Record<string, unknown>]>) {
+    server = await FakeApiServer.start();
+    for (const [resource, obj] of objects) server.create(resource, obj as never);
+    const { log, lines } = capture();
+    view = createClusterView(clusterCfg(), { log, registry: new Registry(), kubeConfig: server.kubeConfig(), timing: FAST });
+    await view.ready();
+    return { server, view, lines };
+  }
+  const lookup = (v: ClusterView, key: string) => v.peerSettings!().get(key);
+
+  it('reads by name only the objects the webhooks point at, keeps only the parsed settings, and follows changes', async () => {
+    const { server, view: v, lines } = await settingsView([
+      [MWC, configurationObject(ISTIO_CANARY)],
+      ['configmaps', istioInjectorConfigMap({ revision: 'canary' })],
+      ['configmaps', istioMeshConfigMap('canary')],
+      ['configmaps', { metadata: { name: 'istio', namespace: 'istio-system' }, data: { mesh: 'enablePrometheusMerge: false' } }],
+      ['namespaces', { metadata: { name: 'consul' } }],
+      ['apps/v1/deployments', consulInjectorDeployment({ defaultInject: true })],
+    ]);
+    await waitFor(() => lookup(v, 'istio-injector:istio-system/istio-sidecar-injector-canary')?.state === 'known', 'injector ConfigMap read');
+    await waitFor(() => lookup(v, 'istio-mesh:istio-system/istio-canary')?.state === 'known', 'mesh config read');
+    // Named requests only, in istiod's namespace; nothing for the default revision (no webhook for it) or Consul (none yet).
+    const settingsRequests = server.requests.filter((r) => r.path.startsWith('/api/v1/namespaces/') || r.path.includes('/deployments'));
+    expect(new Set(settingsRequests.map((r) => `${r.path}?${r.query['fieldSelector']}`))).toEqual(
+      new Set([`${CM_PATH}?metadata.name=istio-sidecar-injector-canary`, `${CM_PATH}?metadata.name=istio-canary`]),
+    );
+    expect(v.peerSettings!()).toBe(v.peerSettings!()); // one answer until something changes
+
+    server.modify('configmaps', 'istio-system', 'istio-sidecar-injector-canary', (o) => {
+      const data = o['data'] as Record<string, string>;
+      data['config'] = data['config']!.replace('policy: enabled', 'policy: disabled');
+    });
+    await waitFor(() => {
+      const l = lookup(v, 'istio-injector:istio-system/istio-sidecar-injector-canary');
+      return l?.state === 'known' && (l.value as { policy: string }).policy === 'disabled';
+    }, 'policy change seen');
+
+    // Consul's webhook appears: its Deployment is read from then on.
+    server.create(MWC, configurationObject(CONSUL));
+    await waitFor(() => lookup(v, 'consul-injector:consul/consul-connect-injector')?.state === 'known', 'Consul injector read');
+    expect(server.requests.some((r) => r.path === DEPLOY_PATH && r.watch && r.query['fieldSelector'] === 'metadata.name=consul-connect-injector')).toBe(true);
+    const consul = lookup(v, 'consul-injector:consul/consul-connect-injector');
+    expect(consul?.state === 'known' && consul.source).toBe('Deployment consul/consul-connect-injector');
+
+    // The caches hold no templates, command lines or environment values.
+    const watcher = (v as unknown as { settingsWatcher: { informers: Map<string, { informer: { lw: { list(): unknown[] } } }> } }).settingsWatcher;
+    const cached = JSON.stringify([...watcher.informers.values()].map((i) => i.informer.lw.list()));
+    for (const gone of ['istio-init', 'Template_Version', 'inject-connect', 'not-a-real-token', 'consul-dataplane-image', 'meshNetworks']) expect(cached).not.toContain(gone);
+
+    // Its webhook configuration goes: the Deployment is no longer read.
+    server.delete(MWC, undefined, 'consul-connect-injector');
+    await waitFor(() => lookup(v, 'consul-injector:consul/consul-connect-injector') === undefined, 'Consul injector dropped');
+    expect(lines.filter((l) => l.level >= 40)).toHaveLength(0);
+  });
+
+  it('an object it may not read: one warning naming the object, the mirrors answer, the view stays synced', async () => {
+    server = await FakeApiServer.start();
+    server.create(MWC, configurationObject(ISTIO_CANARY));
+    server.create('configmaps', istioMeshConfigMap('canary'));
+    server.setForbidden((r) => r.path === CM_PATH && r.query['fieldSelector'] === 'metadata.name=istio-canary');
+    const { log, lines } = capture();
+    view = createClusterView(clusterCfg(), { log, registry: new Registry(), kubeConfig: server.kubeConfig(), timing: FAST });
+    const v = view;
+    await v.ready();
+    await waitFor(() => lines.some((l) => l.clusterView === 'settings-forbidden'), 'warning');
+    await waitFor(() => server!.requests.filter((r) => r.query['fieldSelector'] === 'metadata.name=istio-canary').length >= 3, 'retries');
+    const l = lookup(v, 'istio-mesh:istio-system/istio-canary');
+    expect(l?.state === 'unknown' && l.reason).toMatch(/^not allowed to read ConfigMap istio-system\/istio-canary \(HTTP 403/);
+    expect(lines.filter((x) => x.level === 40)).toHaveLength(1);
+    expect(lines.find((x) => x.clusterView === 'settings-forbidden')?.msg).toMatch(/add "istio-canary" to the resourceNames in deploy\/base\/rbac\.yaml/);
+    // A missing object is unknown too, and says so.
+    const injector = () => lookup(v, 'istio-injector:istio-system/istio-sidecar-injector-canary');
+    await waitFor(() => injector()?.state === 'unknown' && /does not exist$/.test((injector() as { reason: string }).reason), 'absent injector');
+    expect(v.state).toBe('synced');
+    server.setForbidden(undefined);
+    await waitFor(() => lookup(v, 'istio-mesh:istio-system/istio-canary')?.state === 'known', 'read after the grant');
+  });
+
+  it("issue 15's done-when cluster, default config, every rule: the four pods", async () => {
+    const DT_NS = 'dynakube.internal.dynatrace.com/instance';
+    const { view: v } = await settingsView([
+      [MWC, configurationObject(ISTIO_CANARY)],
+      [MWC, configurationObject(consulSkipping('skipped'))],
+      [MWC, configurationObject(DYNATRACE_HELM)],
+      ['configmaps', istioInjectorConfigMap({ revision: 'canary' })],
+      ['configmaps', istioMeshConfigMap('canary')],
+      // Consul meshes every namespace by default, but not Istio's two.
+      ['apps/v1/deployments', consulInjectorDeployment({ defaultInject: true, deny: ['stale', 'canary'] })],
+      ['namespaces', { metadata: { name: 'stale', labels: { 'istio-injection': 'enabled', [DT_NS]: 'dk' } } }],
+      ['namespaces', { metadata: { name: 'canary', labels: { 'istio.io/rev': 'canary', [DT_NS]: 'dk' } } }],
+      ['namespaces', { metadata: { name: 'meshed', labels: { [DT_NS]: 'dk' } } }],
+      ['namespaces', { metadata: { name: 'skipped', labels: { [DT_NS]: 'dk' } } }],
+    ]);
+    await waitFor(() => [...v.peerSettings!().values()].filter((l) => l.state === 'known').length === 3, 'settings read');
+    const DT = { 'metrics.dynatrace.com/scrape': 'true', 'metrics.dynatrace.com/port': '8080' };
+    const pod = (namespace: string, annotations: Record<string, string> = {}) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { generateName: 'app-', namespace, annotations },
+      spec: { containers: [{ name: 'app', image: 'shop:1', ports: [{ containerPort: 8080 }] }] },
+    });
+    const run = async (p: ReturnType<typeof pod>) => {
+      const r = await admit(review(p, { namespace: p.metadata.namespace }).request as Parameters<typeof admit>[0], { config: defaultConfig, cluster: v, rules: allRules });
+      return { ops: r.ops, why: JSON.stringify(r.outcomes) };
+    };
+    const stale = await run(pod('stale', DT));
+    expect(stale.ops, stale.why).toEqual([]);
+    expect(stale.why).toContain('no Istio webhook sees the pod');
+
+    const canary = await run(pod('canary', DT));
+    expect(canary.ops).toContainEqual(expect.objectContaining({ path: '/metadata/annotations/metrics.dynatrace.com~1port', value: '15020' }));
+    expect(canary.why).toContain('ConfigMap istio-system/istio-sidecar-injector-canary has policy enabled');
+
+    const meshed = await run(pod('meshed'));
+    expect(meshed.ops).toContainEqual(
+      expect.objectContaining({ path: '/metadata/annotations/consul.hashicorp.com~1transparent-proxy-exclude-outbound-ports', value: '9999' }),
+    );
+    expect(meshed.why).toContain('the injector runs with -default-inject=true (Deployment consul/consul-connect-injector)');
+
+    const skipped = await run(pod('skipped'));
+    expect(skipped.ops, skipped.why).toEqual([]);
+  });
+});
