@@ -20,8 +20,12 @@ import { analyse, renderAuditTable, type AuditReport } from '../src/cli/audit.js
 import { parseConfig } from '../src/config/load.js';
 import { memoryIO } from '../src/cli/common.js';
 import type { DoctorReport } from '../src/cli/doctor.js';
+import { discoveryOf } from '../src/cli/peers.js';
+import { settingsFromObjects } from '../src/cluster/peer-settings.js';
 import { run } from '../src/cli/main.js';
 import { FakeApiServer, type KubeObject } from './support/fake-apiserver.js';
+import { consulInjectorDeployment, istioInjectorConfigMap, istioMeshConfigMap } from './support/peer-settings.js';
+import { configurationObject, CONSUL, ISTIO_CANARY } from './support/peer-webhooks.js';
 import { repoRoot } from './support/review.js';
 
 const DAY = 86_400_000;
@@ -321,6 +325,18 @@ describe('audit', () => {
     expect(both.risks[0]!.detail).toMatch(/lacks ports 9999 and CIDRs 10\.96\.12\.7\/32,fd00::7\/128$/);
   });
 
+  it("predicts with the peers' webhooks and settings as the webhook does: -default-inject=true meshes a pod without the annotation", async () => {
+    const pod = { metadata: { name: 'web-1', namespace: 'meshed' }, spec: { containers: [{ name: 'web', image: 'shop:1' }] } } as V1Pod;
+    const ctx = { pods: [pod], namespaces: new Map([['meshed', { 'dynakube.internal.dynatrace.com/instance': 'dk' }]]), activeGateIPs: [], scope: null };
+    const mirrorOnly = await analyse(ctx, parseConfig('', {}));
+    expect(mirrorOnly.wouldChange.pods).toEqual([]);
+    const discovery = discoveryOf([configurationObject(CONSUL) as never]);
+    const settings = settingsFromObjects(discovery, [consulInjectorDeployment({ defaultInject: true })]);
+    const withPeers = await analyse({ ...ctx, discovery, settings }, parseConfig('', {}));
+    const changes = withPeers.wouldChange.pods[0]!.changes;
+    expect(changes.map((c) => c.rule)).toContain('consul-activegate-exclusions');
+  });
+
   it('pages through pods with limit/continue and shows progress on stderr', async () => {
     const proxy = await startProxy(api.url);
     try {
@@ -522,6 +538,7 @@ describe('doctor', () => {
     expect(status).toEqual({
       webhook: 'ok',
       order: 'ok',
+      peers: 'ok',
       scope: 'ok',
       failurePolicy: 'ok',
       timeout: 'ok',
@@ -617,6 +634,50 @@ describe('doctor', () => {
     });
     const nc = JSON.parse((await cli(['doctor', '-o', 'json'], { KUBECONFIG: noCa })).stdout) as DoctorReport;
     expect(nc.checks.find((c) => c.check === 'caBundle')!.status).toBe('fail');
+  });
+
+  it('shows the discovered peers, their selectors and settings, and every config mirror that disagrees', async () => {
+    const kc = await cluster((a) => {
+      a.create(MWC, ours('0-mesh-guard', b64(ca.cert)));
+      secret(a, good.cert);
+      a.create(MWC, configurationObject(ISTIO_CANARY));
+      a.create(MWC, configurationObject(CONSUL));
+      a.create('configmaps', istioInjectorConfigMap({ revision: 'canary', neverInjectSelector: '- matchExpressions:\n  - {key: job-name, operator: Exists}' }));
+      a.create('configmaps', istioMeshConfigMap('canary', { defaultConfig: '  statusPort: 15030' }));
+      a.create('apps/v1/deployments', consulInjectorDeployment({ defaultInject: true }));
+    });
+    const r = await cli(['doctor', '-o', 'json'], { KUBECONFIG: kc });
+    const report = JSON.parse(r.stdout) as DoctorReport;
+    const istio = report.peers!.find((p) => p.peer === 'Istio')!;
+    expect(istio.webhooks[0]).toBe(
+      'istio-sidecar-injector-canary/rev.namespace.sidecar-injector.istio.io: namespaceSelector !istio-injection,istio.io/rev in (canary), objectSelector sidecar.istio.io/inject notin (false)',
+    );
+    expect(istio.settings).toEqual([
+      'ConfigMap istio-system/istio-sidecar-injector-canary: policy enabled, neverInjectSelector [job-name], alwaysInjectSelector [], ENABLE_NATIVE_SIDECARS auto, holdApplicationUntilProxyStarts false',
+      'ConfigMap istio-system/istio-canary: enablePrometheusMerge true, defaultConfig.statusPort 15030, defaultConfig.holdApplicationUntilProxyStarts false',
+    ]);
+    expect(report.peers!.find((p) => p.peer === 'Consul')!.settings[0]).toMatch(/^Deployment consul\/consul-connect-injector: -default-inject=true -default-enable-transparent-proxy=true -allow-k8s-namespace \[\*\]/);
+    const mirrors = report.checks.filter((c) => c.check === 'mirror').map((c) => c.message);
+    expect(mirrors).toEqual([
+      'config consul.injectByDefault is false, but Deployment consul/consul-connect-injector -default-inject is true; mesh-guard follows the cluster and uses consul.injectByDefault only where discovery has no answer',
+      'config istio.statusPort is 15020, but ConfigMap istio-system/istio-canary defaultConfig.statusPort is 15030; mesh-guard follows the cluster and uses istio.statusPort only where discovery has no answer',
+    ]);
+    expect(report.checks.find((c) => c.check === 'peers')!.message).toBe('discovered Istio, Consul from their webhook configurations; predictions follow them');
+    const table = await cli(['doctor'], { KUBECONFIG: kc });
+    keepForDocs('doctor-peers.txt', table);
+    expect(table.stdout).toContain('Peers discovered (webhook selectors, and the settings read from their own objects):\n  Istio:\n    istio-sidecar-injector-canary/rev.namespace');
+    expect(table.stdout).toMatch(/\nwarn +mirror +config istio.statusPort is 15020, .*\. Fix: set istio.statusPort to 15030 in the config/);
+
+    // A settings object it may not read: a warning, the rest as before.
+    const noCm = await startProxy(api!.url, (p) => p.includes('/configmaps/'));
+    try {
+      const d = JSON.parse((await cli(['doctor', '-o', 'json'], { KUBECONFIG: kubeconfig(noCm.url, 'nocm') })).stdout) as DoctorReport;
+      expect(d.checks.filter((c) => c.check === 'peerSettings').map((c) => c.message)[0]).toMatch(
+        /^cannot read ConfigMap istio-system\/istio-sidecar-injector-canary: forbidden \(403\).*; the config mirrors stand in for it$/,
+      );
+    } finally {
+      await noCm.close();
+    }
   });
 
   it('no permission to read the Secret is a warning, not a crash; no permission to list MWCs is exit 2', async () => {
