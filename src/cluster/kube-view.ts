@@ -811,11 +811,13 @@ class SettingsWatcher {
       this.warnIfForbidden(ref);
     };
     const hooks: InformerHooks = { ...this.hooks, onHealthChange };
-    const [apiPath, list]: [string, ListCall<TrimmedSettings>] =
+    // The list answers full Deployments / ConfigMaps; ManagedInformer trims every item before the cache sees it.
+    type FullList = Promise<KubernetesListObject<KubernetesObject>>;
+    const [apiPath, list]: [string, (o: ConfigurationOptions) => FullList] =
       ref.kind === 'consul-injector'
-        ? [`/apis/apps/v1/namespaces/${namespace}/deployments`, (o) => this.apps.listNamespacedDeployment({ namespace, fieldSelector }, o) as never]
-        : [`/api/v1/namespaces/${namespace}/configmaps`, (o) => this.core.listNamespacedConfigMap({ namespace, fieldSelector }, o) as never];
-    const informer = new ManagedInformer<TrimmedSettings>(describeRef(ref), this.kc, apiPath, list, undefined, hooks, trim, fieldSelector);
+        ? [`/apis/apps/v1/namespaces/${namespace}/deployments`, (o) => this.apps.listNamespacedDeployment({ namespace, fieldSelector }, o)]
+        : [`/api/v1/namespaces/${namespace}/configmaps`, (o) => this.core.listNamespacedConfigMap({ namespace, fieldSelector }, o)];
+    const informer = new ManagedInformer<TrimmedSettings>(describeRef(ref), this.kc, apiPath, list as ListCall<TrimmedSettings>, undefined, hooks, trim, fieldSelector);
     for (const event of ['add', 'update', 'delete'] as const) informer.lw.on(event, () => (this.cached = undefined));
     return informer;
   }

@@ -82,6 +82,9 @@ export type SettingsLookup<K extends SettingsKind = SettingsKind> =
 /** The settings objects the view watches, by `settingsKey`; absent keys are not watched (yet). */
 export type PeerSettings = ReadonlyMap<string, SettingsLookup>;
 
+/** A reference to an object of one kind. */
+export type RefOf<K extends SettingsKind> = SettingsRef & { readonly kind: K };
+
 export const settingsKey = (r: SettingsRef): string => `${r.kind}:${r.namespace}/${r.name}`;
 const OBJECT_KIND: Readonly<Record<SettingsKind, string>> = { 'istio-injector': 'ConfigMap', 'istio-mesh': 'ConfigMap', 'consul-injector': 'Deployment' };
 export const describeRef = (r: SettingsRef): string => `${OBJECT_KIND[r.kind]} ${r.namespace}/${r.name}`;
@@ -97,7 +100,7 @@ export function istioRevisionOf(w: WebhookSummary): { readonly namespace: string
 }
 
 /** The injector ConfigMap and mesh config behind an Istio webhook. */
-export function istioRefs(w: WebhookSummary): { readonly injector: SettingsRef; readonly mesh: SettingsRef } | undefined {
+export function istioRefs(w: WebhookSummary): { readonly injector: RefOf<'istio-injector'>; readonly mesh: RefOf<'istio-mesh'> } | undefined {
   const rev = istioRevisionOf(w);
   if (!rev) return undefined;
   const suffix = rev.revision ? `-${rev.revision}` : '';
@@ -108,7 +111,7 @@ export function istioRefs(w: WebhookSummary): { readonly injector: SettingsRef; 
 }
 
 /** The connect-injector Deployment behind Consul's pod webhook: named as its configuration, in its Service's namespace. */
-export function consulRef(w: WebhookSummary): SettingsRef | undefined {
+export function consulRef(w: WebhookSummary): RefOf<'consul-injector'> | undefined {
   return w.service ? { kind: 'consul-injector', namespace: w.service.namespace, name: w.configuration } : undefined;
 }
 
@@ -135,7 +138,7 @@ export function decidingWebhook(discovery: WebhookDiscovery, verdict: PeerVerdic
 }
 
 /** A settings object's answer: unknown when the view has no settings or does not watch it. */
-export function lookupSettings<K extends SettingsKind>(settings: PeerSettings | undefined, ref: SettingsRef & { kind: K }): SettingsLookup<K> {
+export function lookupSettings<K extends SettingsKind>(settings: PeerSettings | undefined, ref: RefOf<K>): SettingsLookup<K> {
   const found = settings?.get(settingsKey(ref));
   if (found) return found as SettingsLookup<K>;
   return { state: 'unknown', reason: `${describeRef(ref)} is not read${settings ? ' (yet)' : ' by this view'}` };

@@ -87,8 +87,8 @@ function readInjector(pod: PodView, ctx: RuleContext): ConsulInjector {
   if (!ctx.settings || (webhook.state !== 'yes' && webhook.state !== 'maybe')) return { webhook };
   const deciding = decidingWebhook(ctx.webhooks, webhook);
   const ref = deciding ? consulRef(deciding) : undefined;
-  if (!deciding || !ref) return { webhook, unread: `the deciding Consul webhook calls no Service, so its injector Deployment is not known` };
-  const found = lookupSettings(ctx.settings, ref as typeof ref & { kind: 'consul-injector' });
+  if (!ref) return { webhook, unread: 'the deciding Consul webhook calls no Service, so its injector Deployment is not known' };
+  const found = lookupSettings(ctx.settings, ref);
   return found.state === 'known' ? { webhook, flags: found.value, source: found.source } : { webhook, unread: found.reason };
 }
 

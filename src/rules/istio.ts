@@ -44,15 +44,15 @@ import {
   istioInjectSelector,
 } from '../admission/annotations.js';
 import type { PodView } from '../admission/pod.js';
-import { decidingWebhook, istioRefs, lookupSettings, type SettingsRef } from '../cluster/peer-settings.js';
+import { decidingWebhook, istioRefs, lookupSettings, type RefOf } from '../cluster/peer-settings.js';
 import { selectorMatches, selectorString, type InvalidSelector, type Selector } from '../cluster/selectors.js';
 import { peerSeesPodCreate, type PeerVerdict } from '../cluster/webhooks.js';
 import { perAdmission, type RuleContext } from './types.js';
 
 /** The settings objects of the Istio revision whose webhook sees the pod. */
 export interface IstioRevisionRefs {
-  readonly injector: SettingsRef & { readonly kind: 'istio-injector' };
-  readonly mesh: SettingsRef & { readonly kind: 'istio-mesh' };
+  readonly injector: RefOf<'istio-injector'>;
+  readonly mesh: RefOf<'istio-mesh'>;
 }
 
 export type SidecarVerdict =
@@ -109,7 +109,7 @@ function discoveredIstio(pod: PodView, ctx: RuleContext): PeerVerdict | undefine
 function revisionRefs(ctx: RuleContext, discovered: PeerVerdict): IstioRevisionRefs | undefined {
   if (!ctx.settings || !ctx.webhooks) return undefined;
   const webhook = decidingWebhook(ctx.webhooks, discovered);
-  return webhook ? (istioRefs(webhook) as IstioRevisionRefs | undefined) : undefined;
+  return webhook ? istioRefs(webhook) : undefined;
 }
 
 const usable = (s: Selector | InvalidSelector): s is Selector => s.ok && !s.everything && !s.nothing;
