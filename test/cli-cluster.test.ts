@@ -9,12 +9,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { analyse, renderAuditTable } from '../src/cli/audit.js';
 import { memoryIO } from '../src/cli/common.js';
+import { discoveryOf } from '../src/cli/peers.js';
 import { run } from '../src/cli/main.js';
+import { settingsFromObjects } from '../src/cluster/peer-settings.js';
 import { parseConfig } from '../src/config/load.js';
 import { ledgerPod, oneAgentInit, owner } from './support/audit-seeds.js';
+import { consulInjectorDeployment } from './support/peer-settings.js';
+import { configurationObject, CONSUL } from './support/peer-webhooks.js';
 import { repoRoot } from './support/review.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mg-cli-cluster-'));
@@ -44,6 +49,18 @@ async function cli(args: string[], env: NodeJS.ProcessEnv) {
 }
 
 describe('audit', () => {
+  it("predicts with the peers' webhooks and settings as the webhook does: -default-inject=true meshes a pod without the annotation", async () => {
+    const pod = { metadata: { name: 'web-1', namespace: 'meshed' }, spec: { containers: [{ name: 'web', image: 'shop:1' }] } } as V1Pod;
+    const ctx = { pods: [pod], namespaces: new Map([['meshed', { 'dynakube.internal.dynatrace.com/instance': 'dk' }]]), activeGateIPs: [], scope: null };
+    const mirrorOnly = await analyse(ctx, parseConfig('', {}));
+    expect(mirrorOnly.wouldChange.pods).toEqual([]);
+    const discovery = discoveryOf([configurationObject(CONSUL) as never]);
+    const settings = settingsFromObjects(discovery, [consulInjectorDeployment({ defaultInject: true })]);
+    const withPeers = await analyse({ ...ctx, discovery, settings }, parseConfig('', {}));
+    const changes = withPeers.wouldChange.pods[0]!.changes;
+    expect(changes.map((c) => c.rule)).toContain('consul-activegate-exclusions');
+  });
+
   it('groups replicas of one owner in the table, keeps every pod in JSON', async () => {
     const replicas = ['a', 'b', 'c'].map((x) => ({
       metadata: { name: `istio-cni-node-${x}`, namespace: 'kube-system', labels: { 'k8s-app': 'istio-cni-node' }, ownerReferences: owner('DaemonSet', 'istio-cni-node') },

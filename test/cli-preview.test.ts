@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { memoryIO } from '../src/cli/common.js';
 import { run } from '../src/cli/main.js';
 import { namespaceResolver, parseManifests, podFromTemplate, runPreview, TEMPLATE_PATHS, getIn, type PreviewObject } from '../src/cli/preview.js';
@@ -17,6 +17,8 @@ import { staticClusterView } from '../src/cluster/view.js';
 import { parseConfig } from '../src/config/load.js';
 import { WARN_KEPT_NATIVE } from '../src/rules/istio-native-sidecar-guard.js';
 import { ISTIO_INJECT_FILES, corpusFile, skipWithout } from './support/corpus.js';
+import { istioInjectorConfigMap, istioMeshConfigMap } from './support/peer-settings.js';
+import { ISTIO_CANARY } from './support/peer-webhooks.js';
 import { applyOps, decodePatch, repoRoot, review, type Op, type ReviewResponse } from './support/review.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -82,6 +84,40 @@ describe('preview output', () => {
     expect(byKind['CronJob/report']!.manifestPatch).toEqual([]);
     expect(byKind['CronJob/report']!.warnings).toEqual([WARN_KEPT_NATIVE]);
     expect(byKind['Deployment/web']!.warnings).toEqual([]);
+  });
+
+  it("predicts with the peers' objects in the input: webhook configurations and the settings they point at", async () => {
+    const DT = { 'metrics.dynatrace.com/scrape': 'true', 'metrics.dynatrace.com/port': '8080' };
+    const deployment = (namespace: string) => ({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web', namespace },
+      spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' }, annotations: DT }, spec: { containers: [{ name: 'web', image: 'shop:1' }] } } },
+    });
+    const docs = [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'stale', labels: { 'istio-injection': 'enabled' } } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'canary', labels: { 'istio.io/rev': 'canary' } } },
+      parse(ISTIO_CANARY),
+      istioInjectorConfigMap({ revision: 'canary' }),
+      istioMeshConfigMap('canary', { defaultConfig: '  statusPort: 15030' }),
+      deployment('stale'),
+      deployment('canary'),
+    ];
+    const text = docs.map((d) => stringify(d)).join('---\n');
+    const result = await runPreview(parseManifests(text, 'peers.yaml'), { config: parseConfig('', {}), namespaces: { flagLabels: {} }, activeGateIPs: [] });
+    expect(result.peerObjects).toEqual(['MutatingWebhookConfiguration istio-sidecar-injector-canary', 'ConfigMap istio-system/istio-sidecar-injector-canary', 'ConfigMap istio-system/istio-canary']);
+    expect(result.skipped).toEqual([]);
+    const [stale, canary] = result.objects;
+    expect(stale!.patch).toEqual([]);
+    expect(JSON.stringify(stale!.notes)).toContain('no Istio webhook sees the pod');
+    expect(canary!.changes).toContainEqual(expect.objectContaining({ key: 'metrics.dynatrace.com/port', new: '15030' }));
+    // Without the peers' objects the mirrors answer: the stale label counts and the port is istio.statusPort.
+    const mirrors = await runPreview(parseManifests(docs.slice(0, 2).concat(docs.slice(5)).map((d) => stringify(d)).join('---\n'), 'app.yaml'), {
+      config: parseConfig('', {}),
+      namespaces: { flagLabels: {} },
+      activeGateIPs: [],
+    });
+    expect(mirrors.objects.map((o) => o.changes.find((c) => c.key === 'metrics.dynatrace.com/port')?.new)).toEqual(['15020', '15020']);
   });
 
   it('manifestPatch applies to the manifest and gives the same template as the pod patch gives the pod', async () => {

@@ -242,3 +242,9 @@ describe('clusterIPsOf', () => {
     ).toEqual(['10.96.1.7', '10.96.0.50', 'fd00:10:96::50']);
   });
 });
+
+describe('cluster view: peer discovery without a cluster', () => {
+  it('the offline view does not discover webhooks', () => {
+    expect(offlineClusterView.mutatingWebhooks).toBeUndefined();
+  });
+});

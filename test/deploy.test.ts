@@ -265,11 +265,21 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (rel) => {
     expect(sa.metadata.namespace).toBe(dep.metadata.namespace);
   });
 
-  it('grants only get/list/watch on namespaces and services', () => {
+  it('grants only get/list/watch on namespaces, services and mutating webhook configurations, and list/watch on the named settings objects', () => {
     const objs = render(rel);
     const roles = objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
     expect(roles).toHaveLength(1);
-    expect(roles[0]!.rules).toEqual([{ apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] }]);
+    expect(roles[0]!.rules).toEqual([
+      { apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['configmaps'], resourceNames: ['istio-sidecar-injector', 'istio'], verbs: ['list', 'watch'] },
+      { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['consul-connect-injector'], verbs: ['list', 'watch'] },
+    ]);
+    // Nothing that can read Secrets, and no settings read without a name.
+    for (const rule of roles[0]!.rules as { resources: string[]; resourceNames?: string[] }[]) {
+      expect(rule.resources).not.toContain('secrets');
+      if (rule.resources.includes('configmaps') || rule.resources.includes('deployments')) expect(rule.resourceNames?.length).toBeGreaterThan(0);
+    }
     const bindings = objs.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding');
     expect(bindings).toHaveLength(1);
     expect(bindings[0]!.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: roles[0]!.metadata.name });

@@ -125,7 +125,8 @@ export function admit(request: AdmissionRequest, deps: AdmitDeps): AdmissionResu
 const NO_NAMESPACE: NamespaceLookup = Object.freeze({ state: 'unknown', reason: 'the request names no namespace' });
 
 function evaluate(pod: PodView, namespace: NamespaceLookup, deps: AdmitDeps, line: AdmissionLogLine): AdmissionResult {
-  const evaluation = evaluateRules(pod, { config: deps.config, namespace, activeGateIPs: deps.cluster.activeGateServiceIPs() }, deps.rules);
+  const context = { config: deps.config, namespace, activeGateIPs: deps.cluster.activeGateServiceIPs(), webhooks: deps.cluster.mutatingWebhooks?.(), settings: deps.cluster.peerSettings?.() };
+  const evaluation = evaluateRules(pod, context, deps.rules);
   const outcome: Outcome = evaluation.ops.length > 0 ? 'patched' : 'unchanged';
   return done(outcome, evaluation.ops, evaluation.outcomes, evaluation.warnings, line);
 }

@@ -17,6 +17,7 @@ import {
   AdmissionregistrationV1Api,
   CoreV1Api,
   type V1MutatingWebhook,
+  type V1MutatingWebhookConfiguration,
   type V1Namespace,
   type V1Pod,
   type V1Service,
@@ -39,13 +40,16 @@ import {
 import { describeChange } from '../admission/patch.js';
 import { imageName, inspectPod, type PodView } from '../admission/pod.js';
 import { clusterIPsOf } from '../cluster/kube-view.js';
+import type { PeerSettings } from '../cluster/peer-settings.js';
 import type { ClusterView, NamespaceLookup } from '../cluster/view.js';
+import type { WebhookDiscovery } from '../cluster/webhooks.js';
 import type { Config } from '../config/schema.js';
 import { addToRenderedConfig } from '../rules/consul.js';
 import { wantedEntries } from '../rules/consul-activegate-exclusions.js';
 import { isDynatraceCsiDriver } from '../rules/csi-driver-guard.js';
 import { allRules } from '../rules/index.js';
 import { detectNodeAgent } from '../rules/node-agent-guard.js';
+import { discoveryOf, readPeerSettings } from './peers.js';
 import {
   CliError,
   EXIT_FINDINGS,
@@ -99,8 +103,10 @@ ${KUBE_FLAGS_HELP}
   -h, --help                 this help
 
 Permissions: list pods (cluster-wide, or in NS), and optionally list namespaces (for namespace
-labels), services (to find the ActiveGate ClusterIPs) and get mutatingwebhookconfigurations (for
-the webhook's selectors); without those the rules use their fallbacks and the report says so.
+labels), services (to find the ActiveGate ClusterIPs), list mutatingwebhookconfigurations (for
+the webhook's selectors and the peers' webhooks) and get the peers' settings ConfigMaps and
+Deployment by name (the predictions the webhook makes); without those the rules use their
+fallbacks and the report says so.
 
 Exit codes: 0 no risk found; 1 at least one risk (2-4 above); 2 bad flags, no cluster, or
 missing permission to list pods.
@@ -226,6 +232,9 @@ export interface AuditContext {
    * (not installed or not readable), every pod is evaluated.
    */
   readonly webhooks?: readonly V1MutatingWebhook[] | null;
+  /** The peers' webhook configurations and settings, so the rules predict as the webhook does; absent: the config mirrors. */
+  readonly discovery?: WebhookDiscovery;
+  readonly settings?: PeerSettings;
 }
 
 
@@ -251,6 +260,8 @@ export function createAnalyser(input: AuditContext, config: Config): { add(pod: 
     state: 'synced',
     namespaceLabels: async (n) => nsLookup(n),
     activeGateServiceIPs: () => input.activeGateIPs,
+    ...(input.discovery ? { mutatingWebhooks: () => input.discovery! } : {}),
+    ...(input.settings ? { peerSettings: () => input.settings! } : {}),
     ready: async () => undefined,
     close: async () => undefined,
   };
@@ -515,7 +526,21 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
     notes.push(`${why}; every pod evaluated as if the webhook saw it`);
   }
 
-  const analyser = createAnalyser({ namespaces, ...(namespacesUnknownReason ? { namespacesUnknownReason } : {}), activeGateIPs, scope, notes, webhooks }, config);
+  // The peers' webhook configurations and settings (the same predictions as the webhook); optional.
+  let peers: { discovery: WebhookDiscovery; settings: PeerSettings } | undefined;
+  try {
+    const all = await listAll<V1MutatingWebhookConfiguration>(pageSize, (page) => kc.makeApiClient(AdmissionregistrationV1Api).listMutatingWebhookConfiguration(page, withTimeout(timeoutMs)));
+    const discovery = discoveryOf(all);
+    peers = { discovery, settings: await readPeerSettings(kc, discovery, timeoutMs) };
+    for (const [, l] of peers.settings) if (l.state === 'unknown') notes.push(`${l.reason}; the config mirrors stand in for it`);
+  } catch (err) {
+    notes.push(`${optional(err, 'cannot list mutatingwebhookconfigurations')}; predictions use the config mirrors (istio.*, consul.*)`);
+  }
+
+  const analyser = createAnalyser(
+    { namespaces, ...(namespacesUnknownReason ? { namespacesUnknownReason } : {}), activeGateIPs, scope, notes, webhooks, ...(peers ?? {}) },
+    config,
+  );
   let page = firstPage;
   let listed = 0;
   for (let n = 1; ; n++) {

@@ -20,6 +20,9 @@ import { inspectPod } from '../admission/pod.js';
 import { isDynatraceCsiDriver } from '../rules/csi-driver-guard.js';
 import { detectNodeAgent } from '../rules/node-agent-guard.js';
 import { podFromTemplate } from './preview.js';
+import { discoveryOf, mirrorDisagreements, peerEntries, readPeerSettings, type PeerEntry } from './peers.js';
+import type { PeerSettings } from '../cluster/peer-settings.js';
+import { PEER_TITLE, PEERS, type WebhookDiscovery } from '../cluster/webhooks.js';
 import type { Config } from '../config/schema.js';
 import { effectiveMode } from '../admission/engine.js';
 import {
@@ -69,6 +72,9 @@ Checks the mesh-guard installation in a live cluster, read-only:
   - istiod's ENABLE_NATIVE_SIDECARS (true, or auto with every kubelet ≥ 1.33, turns on native
     sidecars, which Dynatrace does not support)
   - whether Dynatrace was installed through OLM (its webhook then runs after Istio's)
+  - the peers discovered from their webhook configurations (selectors), the settings read from
+    their own objects (Istio's injector and mesh ConfigMaps, Consul's injector Deployment), and
+    every config mirror (istio.*, consul.*) that disagrees with them
 
 Flags:
       --webhook-name NAME    our MutatingWebhookConfiguration (default ${DEFAULT_WEBHOOK_NAME})
@@ -79,8 +85,8 @@ ${KUBE_FLAGS_HELP}
   -h, --help                 this help
 
 Permissions: list mutatingwebhookconfigurations (required); get services, endpoints and secrets in
-the mesh-guard namespace, list daemonsets, deployments, namespaces and nodes (optional: without them
-those checks warn).
+the mesh-guard namespace, list daemonsets, deployments, namespaces and nodes, get the peers' settings
+ConfigMaps and Deployment by name (optional: without them those checks warn).
 
 Exit codes: 0 no check failed (warnings allowed); 1 at least one check failed; 2 bad flags, no
 cluster, or no permission to list mutatingwebhookconfigurations.
@@ -111,7 +117,32 @@ export interface OrderEntry {
 
 export interface DoctorReport {
   readonly order: readonly OrderEntry[];
+  /** What peer discovery sees: each peer's webhooks and the settings read (src/cli/peers.ts). */
+  readonly peers?: readonly PeerEntry[];
   readonly checks: readonly Check[];
+}
+
+/** Checks from peer discovery: settings that could not be read, and config mirrors that disagree with the cluster. */
+export function checkPeers(discovery: WebhookDiscovery, settings: PeerSettings, config: Config): Check[] {
+  if (discovery.state !== 'known') return [];
+  const found = PEERS.filter((p) => discovery.peers[p].length > 0).map((p) => PEER_TITLE[p]);
+  const checks: Check[] = [
+    found.length
+      ? { check: 'peers', status: 'ok', message: `discovered ${found.join(', ')} from their webhook configurations; predictions follow them` }
+      : { check: 'peers', status: 'ok', message: 'no Istio, Consul or Dynatrace pod webhook found by name (docs/install.md, "What mesh-guard reads"); predictions use the config mirrors' },
+  ];
+  for (const [, l] of settings) {
+    if (l.state === 'unknown') checks.push({ check: 'peerSettings', status: 'warn', message: `${l.reason}; the config mirrors stand in for it`, fix: 'grant list/watch by resourceNames (deploy/base/rbac.yaml)' });
+  }
+  for (const d of mirrorDisagreements(discovery, settings, config)) {
+    checks.push({
+      check: 'mirror',
+      status: 'warn',
+      message: `config ${d.key} is ${d.mirror}, but ${d.source} is ${d.cluster}; mesh-guard follows the cluster and uses ${d.key} only where discovery has no answer`,
+      fix: `set ${d.key} to ${d.cluster} in the config`,
+    });
+  }
+  return checks;
 }
 
 /** Byte-wise, like Go's `<` on strings (the API server's MutatingWebhookConfigurationSorter). */
@@ -395,6 +426,12 @@ export function renderDoctorTable(r: DoctorReport): string {
     ? indent(renderTable(['#', 'NAME', 'OWNER', 'FAILURE', 'REINVOCATION'], r.order.map((o) => [String(o.position), o.name, o.owner || '-', o.failurePolicy, o.reinvocationPolicy])))
     : '  (none)\n';
   text += '\n';
+  const peers = (r.peers ?? []).filter((p) => p.webhooks.length > 0);
+  if (peers.length) {
+    text += 'Peers discovered (webhook selectors, and the settings read from their own objects):\n';
+    for (const p of peers) text += `  ${p.peer}:\n${[...p.webhooks, ...p.settings].map((l) => `    ${l}\n`).join('')}`;
+    text += '\n';
+  }
   text += renderTable(
     ['STATUS', 'CHECK', 'RESULT'],
     r.checks.map((c) => [c.status, c.check, c.fix && c.status !== 'ok' ? `${c.message}. Fix: ${c.fix}` : c.message]),
@@ -441,6 +478,9 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
     throw kubeFailure(err, 'cannot list mutatingwebhookconfigurations', server);
   }
   const { order, checks, mine } = checkConfigurations(mwcs, ours);
+  const discovery = discoveryOf(mwcs);
+  const settings = await readPeerSettings(kc, discovery, timeoutMs);
+  checks.push(...checkPeers(discovery, settings, config));
 
   // Certificates: caBundle, Service, serving cert in the Secret.
   const hook = mine?.webhooks?.find(seesPods);
@@ -529,13 +569,13 @@ export async function doctorCommand(args: readonly string[], io: CliIO): Promise
     checks.push({ check: 'nativeSidecars', status: 'warn', message: describeKubeError(err, 'cannot list deployments to find istiod', server), fix: 'grant list on deployments, or check ENABLE_NATIVE_SIDECARS on istiod by hand' });
   }
 
-  const report: DoctorReport = { order, checks: sortChecks(checks) };
+  const report: DoctorReport = { order, peers: peerEntries(discovery, settings), checks: sortChecks(checks) };
   io.out(format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderDoctorTable(report));
   if (!mine && mwcs.length === 0) io.err('mesh-guard doctor: note: the cluster has no mutating webhook configurations at all\n');
   return report.checks.some((c) => c.status === 'fail') ? EXIT_FINDINGS : EXIT_OK;
 }
 
-const CHECK_ORDER = ['webhook', 'order', 'scope', 'failurePolicy', 'timeout', 'reinvocationPolicy', 'caBundle', 'service', 'endpoints', 'servingCert', 'nativeSidecars', 'dynatrace'];
+const CHECK_ORDER = ['webhook', 'order', 'peers', 'peerSettings', 'mirror', 'scope', 'failurePolicy', 'timeout', 'reinvocationPolicy', 'caBundle', 'service', 'endpoints', 'servingCert', 'nativeSidecars', 'dynatrace'];
 function sortChecks(checks: Check[]): Check[] {
   return [...checks].sort((a, b) => CHECK_ORDER.indexOf(a.check) - CHECK_ORDER.indexOf(b.check));
 }

@@ -19,7 +19,10 @@ import type { RuleOutcome } from '../admission/engine.js';
 import type { PatchOperation } from '../admission/patch.js';
 import { isObject } from '../admission/pod.js';
 import { escapePointer, isQualifiedName, isValidLabelValue } from '../admission/annotations.js';
+import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import { settingsFromObjects, wantedSettings, type PeerSettings } from '../cluster/peer-settings.js';
 import type { ClusterView, NamespaceLookup } from '../cluster/view.js';
+import type { WebhookDiscovery } from '../cluster/webhooks.js';
 import type { Config } from '../config/schema.js';
 import { allRules } from '../rules/index.js';
 import type { Change, Rule } from '../rules/types.js';
@@ -37,6 +40,7 @@ import {
   rejectPositionals,
   type CliIO,
 } from './common.js';
+import { discoveryOf } from './peers.js';
 
 export const PREVIEW_HELP = `Usage: mesh-guard preview -f FILE|- [flags]
 
@@ -63,6 +67,12 @@ Namespace labels decide most rules (istio-injection, istio.io/rev, Dynatrace's
 dynakube.internal.dynatrace.com/instance, ...). They come from Namespace objects in the input,
 then --namespace-label on top. A namespace with no labels from either is "unknown": rules then use
 their configured fallbacks and say so.
+
+The peers' own objects in the input make the prediction use the real installation, as the webhook
+does in the cluster: MutatingWebhookConfigurations (which pods Istio's, Consul's and Dynatrace's
+webhooks see) and the settings objects they point at (Istio's istio-sidecar-injector[-<rev>] and
+istio[-<rev>] ConfigMaps, Consul's <fullname>-connect-injector Deployment). Without them the
+config mirrors (istio.*, consul.*) answer. The peers' helm template output can be added to the input.
 
 Output:
   table  one row per change: object, rule, key, old → new, reason; then notes
@@ -192,11 +202,16 @@ export function namespaceResolver(objects: readonly InputObject[], ctx: Namespac
 }
 
 /** A ClusterView over fixed answers, so `admit()` runs exactly as in the webhook. */
-export function previewClusterView(lookup: (ns: string) => NamespaceLookup, activeGateIPs: readonly string[] | null): ClusterView {
+export function previewClusterView(
+  lookup: (ns: string) => NamespaceLookup,
+  activeGateIPs: readonly string[] | null,
+  peers?: { readonly discovery: WebhookDiscovery; readonly settings: PeerSettings },
+): ClusterView {
   return {
     state: 'synced',
     namespaceLabels: async (name) => lookup(name),
     activeGateServiceIPs: () => activeGateIPs,
+    ...(peers ? { mutatingWebhooks: () => peers.discovery, peerSettings: () => peers.settings } : {}),
     ready: async () => undefined,
     close: async () => undefined,
   };
@@ -271,6 +286,8 @@ export interface PreviewResult {
   readonly skipped: readonly SkippedObject[];
   /** Namespace objects used as context. */
   readonly namespaces: readonly string[];
+  /** The peers' objects used as context: webhook configurations and the settings objects they point at. */
+  readonly peerObjects: readonly string[];
   /** Mutated values, one per input document. */
   readonly mutatedValues: readonly unknown[];
   readonly documentEdits: ReadonlyArray<ReadonlyArray<{ path: Path; value: unknown }>>;
@@ -290,12 +307,14 @@ const pointer = (path: Path) => path.map((p) => `/${escapePointer(String(p))}`).
 /** Runs the admission core over every Pod and pod template in the input. */
 export async function runPreview(input: ParsedInput, opts: PreviewOptions): Promise<PreviewResult> {
   const lookup = namespaceResolver(input.objects, opts.namespaces);
-  const cluster = previewClusterView(lookup, opts.activeGateIPs);
+  const peers = peersFromInput(input.objects);
+  const cluster = previewClusterView(lookup, opts.activeGateIPs, peers);
   const deps = { config: opts.config, cluster, rules: opts.rules ?? allRules };
   const defaultNs = opts.namespaces.flagNamespace ?? 'default';
   const objects: PreviewObject[] = [];
   const skipped: SkippedObject[] = [];
   const namespaces: string[] = [];
+  const peerObjects: string[] = [];
   const admittedPods: unknown[] = [];
   const mutatedValues = input.values.map((v) => structuredClone(v));
   const documentEdits: Array<Array<{ path: Path; value: unknown }>> = input.values.map(() => []);
@@ -309,6 +328,10 @@ export async function runPreview(input: ParsedInput, opts: PreviewOptions): Prom
     const namespace = typeof meta.namespace === 'string' && meta.namespace ? meta.namespace : defaultNs;
     if (kind === 'Namespace') {
       namespaces.push(name);
+      continue;
+    }
+    if (kind === 'MutatingWebhookConfiguration' || (kind === 'ConfigMap' && peers?.used.has(o))) {
+      peerObjects.push(`${kind} ${kind === 'ConfigMap' ? `${namespace}/` : ''}${name}`);
       continue;
     }
     const templatePath = Object.hasOwn(TEMPLATE_PATHS, kind) ? TEMPLATE_PATHS[kind]! : undefined;
@@ -375,7 +398,28 @@ export async function runPreview(input: ParsedInput, opts: PreviewOptions): Prom
       warnings: result.review.response.warnings ?? [],
     });
   }
-  return { objects, skipped, namespaces, mutatedValues, documentEdits, admittedPods };
+  return { objects, skipped, namespaces, peerObjects, mutatedValues, documentEdits, admittedPods };
+}
+
+/**
+ * Discovery from the input's MutatingWebhookConfigurations, and the settings objects among the
+ * input that they point at (namespace "default" when an object names none, as kubectl applies it).
+ * Undefined when the input has no webhook configuration: then the config mirrors answer.
+ */
+function peersFromInput(objects: readonly InputObject[]): { discovery: WebhookDiscovery; settings: PeerSettings; used: Set<unknown> } | undefined {
+  const mwcs = objects.map((i) => i.object).filter((o) => o.kind === 'MutatingWebhookConfiguration');
+  if (mwcs.length === 0) return undefined;
+  const discovery = discoveryOf(mwcs as V1MutatingWebhookConfiguration[]);
+  const candidates = objects.map((i) => i.object).filter((o) => o.kind === 'ConfigMap' || o.kind === 'Deployment');
+  const settings = settingsFromObjects(discovery, candidates);
+  const wanted = new Set(wantedSettings(discovery).map((r) => `${r.namespace}/${r.name}`));
+  const used = new Set<unknown>(
+    candidates.filter((o) => {
+      const meta = isObject(o.metadata) ? o.metadata : {};
+      return o.kind === 'ConfigMap' && wanted.has(`${typeof meta.namespace === 'string' ? meta.namespace : 'default'}/${String(meta.name)}`);
+    }),
+  );
+  return { discovery, settings, used };
 }
 
 function describeChanges(o: RuleOutcome): PreviewChange[] {
@@ -435,7 +479,7 @@ export function renderPreviewTable(r: PreviewResult): string {
   const warnings = r.objects.flatMap((o) => o.warnings.map((w) => `${objectLabel(o)}: ${w}`));
   if (warnings.length) text += `${rows.length || notes.length ? '\n' : ''}Warnings (kubectl shows them on create):\n${warnings.map((w) => `  ${w}`).join('\n')}\n`;
   const s = summary(r);
-  text += `${rows.length || notes.length ? '\n' : ''}${s.changed ? `${plural(s.changed, 'object')} would change` : 'No changes'} (${plural(s.objects, 'pod/workload', 'pods/workloads')} checked, ${s.skipped} skipped${r.namespaces.length ? `, ${plural(r.namespaces.length, 'namespace')} used as context` : ''}).\n`;
+  text += `${rows.length || notes.length ? '\n' : ''}${s.changed ? `${plural(s.changed, 'object')} would change` : 'No changes'} (${plural(s.objects, 'pod/workload', 'pods/workloads')} checked, ${s.skipped} skipped${r.namespaces.length ? `, ${plural(r.namespaces.length, 'namespace')} used as context` : ''}${r.peerObjects.length ? `, ${plural(r.peerObjects.length, 'peer object')} used as context` : ''}).\n`;
   return text;
 }
 
@@ -445,7 +489,7 @@ export function summary(r: PreviewResult): { objects: number; changed: number; u
 }
 
 export function renderPreviewJson(r: PreviewResult): string {
-  return `${JSON.stringify({ objects: r.objects, skipped: r.skipped, namespaces: r.namespaces, summary: summary(r) }, null, 2)}\n`;
+  return `${JSON.stringify({ objects: r.objects, skipped: r.skipped, namespaces: r.namespaces, ...(r.peerObjects.length ? { peerObjects: r.peerObjects } : {}), summary: summary(r) }, null, 2)}\n`;
 }
 
 const YAML_OUT = { lineWidth: 0, indentSeq: false, flowCollectionPadding: false } as const;

@@ -1,7 +1,12 @@
 /**
- * The informer-backed ClusterView: Namespaces and the Dynatrace ActiveGate Services, kept in
- * memory by @kubernetes/client-node list+watch informers, answered synchronously from memory at
- * admission time (a namespace miss costs one bounded live GET, deduplicated and cached).
+ * The informer-backed ClusterView: Namespaces, the Dynatrace ActiveGate Services and the
+ * MutatingWebhookConfigurations, kept in memory by @kubernetes/client-node list+watch informers,
+ * answered synchronously from memory at admission time (a namespace miss costs one bounded live
+ * GET, deduplicated and cached).
+ *
+ * The webhook configurations are for peer discovery (webhooks.ts) and are kept trimmed to what
+ * matching reads (no caBundles, no CEL). Their informer does not decide the view's state: without
+ * RBAC for them (an older install) the view still syncs, and discovery answers "unknown".
  *
  * What client-node's ListWatch (1.4, dist/cache.js + watch.js) does and does not do, and what this
  * module adds:
@@ -24,6 +29,8 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import {
+  AdmissionregistrationV1Api,
+  AppsV1Api,
   CoreV1Api,
   KubeConfig,
   ListWatch,
@@ -34,6 +41,7 @@ import {
   type KubernetesObject,
   type RequestContext,
   type ResponseContext,
+  type V1MutatingWebhookConfiguration,
   type V1Namespace,
   type V1Service,
 } from '@kubernetes/client-node';
@@ -41,6 +49,23 @@ import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import { offlineClusterView, type ClusterView, type ClusterViewState, type NamespaceLookup } from './view.js';
+import {
+  knownDiscovery,
+  summarizeConfiguration,
+  trimConfiguration,
+  type WebhookConfigurationSummary,
+  type WebhookDiscovery,
+} from './webhooks.js';
+import {
+  describeRef,
+  PARSERS,
+  settingsKey,
+  settingsLookupOf,
+  wantedSettings,
+  type PeerSettings,
+  type SettingsLookup,
+  type SettingsRef,
+} from './peer-settings.js';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 export const SYNCED_METRIC = 'mesh_guard_cluster_view_synced';
@@ -201,8 +226,14 @@ class KubeClusterView implements ClusterView {
   /** Live-GET answers for namespaces the informer has not seen. */
   private readonly live = new Map<string, LiveEntry>();
   private activeGateIPs: readonly string[] | null = null;
+  /** One summary per webhook configuration; the discovery answer is rebuilt from them after a change. */
+  private readonly webhookConfigs = new Map<string, WebhookConfigurationSummary>();
+  private discovery: WebhookDiscovery | undefined;
+  private forbiddenWarned = false;
   private readonly nsInformer: ManagedInformer<V1Namespace>;
   private readonly svcInformer: ManagedInformer<V1Service>;
+  private readonly mwcInformer: ManagedInformer<V1MutatingWebhookConfiguration>;
+  private readonly settingsWatcher: SettingsWatcher;
   private readonly core: CoreV1Api;
   private readonly gauge: Gauge;
   private readonly readyPromise: Promise<void>;
@@ -257,6 +288,17 @@ class KubeClusterView implements ClusterView {
           hooks,
         );
 
+    const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+    this.mwcInformer = new ManagedInformer<V1MutatingWebhookConfiguration>(
+      'mutatingwebhookconfigurations',
+      kc,
+      '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+      (o) => admission.listMutatingWebhookConfiguration({}, o),
+      undefined,
+      hooks,
+      trimConfiguration,
+    );
+
     const lw = this.nsInformer.lw;
     lw.on('add', (ns) => this.setNamespace(ns));
     lw.on('update', (ns) => this.setNamespace(ns));
@@ -271,6 +313,19 @@ class KubeClusterView implements ClusterView {
     this.svcInformer.lw.on('add', recompute);
     this.svcInformer.lw.on('update', recompute);
     this.svcInformer.lw.on('delete', recompute);
+    const setConfig = (c: V1MutatingWebhookConfiguration) => {
+      const summary = summarizeConfiguration(c);
+      if (summary) this.webhookConfigs.set(summary.name, summary);
+      this.discovery = undefined;
+    };
+    this.mwcInformer.lw.on('add', setConfig);
+    this.mwcInformer.lw.on('update', setConfig);
+    this.mwcInformer.lw.on('delete', (c) => {
+      if (c.metadata?.name) this.webhookConfigs.delete(c.metadata.name);
+      this.discovery = undefined;
+    });
+    this.settingsWatcher = new SettingsWatcher(kc, hooks, () => this.mutatingWebhooks());
+    for (const event of ['add', 'update', 'delete'] as const) this.mwcInformer.lw.on(event, () => this.settingsWatcher.reconcileSoon());
 
     log.info(
       { clusterView: 'syncing', source, activeGateNamespace: agNs || '(all)', activeGateLabelSelector: selector },
@@ -279,6 +334,7 @@ class KubeClusterView implements ClusterView {
     this.syncTimer = setTimeout(() => this.onSyncTimeout(), cfg.syncTimeoutMs);
     this.nsInformer.start();
     this.svcInformer.start();
+    this.mwcInformer.start();
   }
 
   get state(): ClusterViewState {
@@ -298,6 +354,28 @@ class KubeClusterView implements ClusterView {
     return this.activeGateIPs;
   }
 
+  /** Known once listed; afterwards served from memory through outages, like namespace labels. */
+  mutatingWebhooks(): WebhookDiscovery {
+    if (this.discovery) return this.discovery;
+    const mwc = this.mwcInformer;
+    if (!mwc.synced) {
+      return {
+        state: 'unknown',
+        reason:
+          mwc.lastErrorCode === 403 ? `not allowed to list mutatingwebhookconfigurations (${mwc.lastError})`
+          : mwc.lastError ? `mutatingwebhookconfigurations could not be listed (${mwc.lastError})`
+          : 'mutatingwebhookconfigurations not listed yet',
+      };
+    }
+    this.discovery = knownDiscovery(this.webhookConfigs.values());
+    return this.discovery;
+  }
+
+  /** The peers' settings objects the discovered webhooks point at, from memory (peer-settings.ts). */
+  peerSettings(): PeerSettings {
+    return this.settingsWatcher.snapshot();
+  }
+
   ready(): Promise<void> {
     return this.readyPromise;
   }
@@ -308,7 +386,7 @@ class KubeClusterView implements ClusterView {
     clearTimeout(this.syncTimer);
     clearTimeout(this.degradeTimer);
     this.syncTimer = this.degradeTimer = undefined;
-    await Promise.all([this.nsInformer.stop(), this.svcInformer.stop()]);
+    await Promise.all([this.nsInformer.stop(), this.svcInformer.stop(), this.mwcInformer.stop(), this.settingsWatcher.stop()]);
     this.resolveReady();
     if (this.registry.getSingleMetric(SYNCED_METRIC) === this.gauge) this.registry.removeSingleMetric(SYNCED_METRIC);
   }
@@ -383,8 +461,13 @@ class KubeClusterView implements ClusterView {
     if (this.closed) return;
     const healthy = this.informersHealthy;
     if (this.svcInformer.synced && this.activeGateIPs === null) this.recomputeActiveGateIPs();
+    this.warnIfWebhooksForbidden();
+    if (this.mwcInformer.synced) this.settingsWatcher.reconcileSoon();
     if (this.stateValue === 'syncing') {
-      if (healthy) {
+      // The first sync waits for the webhook configurations too, but only until their first answer:
+      // a refusal (no RBAC for them) must not hold the view back.
+      const webhooksSettled = this.mwcInformer.synced || this.mwcInformer.lastError !== undefined;
+      if (healthy && webhooksSettled) {
         clearTimeout(this.syncTimer);
         this.syncTimer = undefined;
         this.setState('synced');
@@ -404,6 +487,15 @@ class KubeClusterView implements ClusterView {
     }
   }
 
+  private warnIfWebhooksForbidden(): void {
+    if (this.forbiddenWarned || this.mwcInformer.lastErrorCode !== 403) return;
+    this.forbiddenWarned = true;
+    this.log.warn(
+      { clusterView: 'webhooks-forbidden', err: this.mwcInformer.lastError },
+      'cluster view: not allowed to list mutatingwebhookconfigurations (grant get/list/watch, see deploy/base/rbac.yaml); peer predictions use the config mirrors',
+    );
+  }
+
   private onSyncTimeout(): void {
     this.syncTimer = undefined;
     if (this.closed || this.stateValue !== 'syncing') return;
@@ -417,7 +509,12 @@ class KubeClusterView implements ClusterView {
     this.gauge.set(next === 'synced' ? 1 : 0);
     if (next === 'synced') {
       this.log.info(
-        { clusterView: 'synced', namespaces: this.namespaces.size, activeGateIPs: this.activeGateIPs?.length ?? 0 },
+        {
+          clusterView: 'synced',
+          namespaces: this.namespaces.size,
+          activeGateIPs: this.activeGateIPs?.length ?? 0,
+          webhookConfigurations: this.mwcInformer.synced ? this.webhookConfigs.size : null,
+        },
         'cluster view synced',
       );
     } else if (next === 'degraded') {
@@ -467,6 +564,8 @@ interface WatchOwner {
   watchParams(): { allowWatchBookmarks: boolean; timeoutSeconds: number };
   onWatchConnected(): void;
   onWatchEnded(err: unknown, startedAt: number): void;
+  /** Applied to each watched object before the cache sees it. */
+  readonly trim?: (obj: any) => any;
 }
 
 /** A client-node ListWatch plus what it lacks: restart with backoff, health, bounded requests. */
@@ -477,6 +576,8 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
   /** The last list/watch attempt worked and no error since. */
   healthy = false;
   lastError: string | undefined;
+  /** HTTP status of the last error, when it had one (403: RBAC). */
+  lastErrorCode: number | undefined;
   private failures = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private readonly inflight = new Set<AbortController>();
@@ -490,19 +591,23 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
     list: ListCall<T>,
     labelSelector: string | undefined,
     private readonly hooks: InformerHooks,
+    /** What of each object the cache keeps (metadata.name, namespace and resourceVersion at least); all by default. */
+    readonly trim?: (obj: T) => T,
+    fieldSelector?: string,
   ) {
     const listFn = async (): Promise<KubernetesListObject<T>> => {
       const ctrl = new AbortController();
       this.inflight.add(ctrl);
       const timer = setTimeout(() => ctrl.abort(), hooks.timing.listTimeoutMs);
       try {
-        return await list(withSignal(ctrl.signal));
+        const answer = await list(withSignal(ctrl.signal));
+        return trim ? { ...answer, items: answer.items.map(trim) } : answer;
       } finally {
         clearTimeout(timer);
         this.inflight.delete(ctrl);
       }
     };
-    this.lw = new ListWatch<T>(apiPath, new GuardedWatch(kc, this), listFn, false, labelSelector);
+    this.lw = new ListWatch<T>(apiPath, new GuardedWatch(kc, this), listFn, false, labelSelector, fieldSelector);
     this.lw.on('error', (err: unknown) => this.onError(err));
   }
 
@@ -531,6 +636,7 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
   onWatchConnected(): void {
     this.failures = 0;
     this.lastError = undefined;
+    this.lastErrorCode = undefined;
     const changed = !this.healthy || !this.synced;
     this.healthy = true;
     this.synced = true;
@@ -574,7 +680,7 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
     if (this.hooks.isClosed()) return;
     this.failures++;
     this.lastError = errorText(err);
-    const wasHealthy = this.healthy;
+    this.lastErrorCode = statusCode(err);
     this.healthy = false;
     const base = this.backoffMs(this.failures - 1);
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
@@ -585,7 +691,9 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
         if (!this.hooks.isClosed()) this.start();
       }, delay);
     }
-    if (wasHealthy) this.hooks.onHealthChange();
+    // Also when it was not healthy: a first failure settles a first sync that waits for this
+    // informer's first answer, and a refusal (403) gets its warning. evaluate() is idempotent.
+    this.hooks.onHealthChange();
   }
 }
 
@@ -615,8 +723,13 @@ class GuardedWatch extends Watch {
       owner.onWatchEnded(err, startedAt);
       done(err);
     };
+    const trim = owner.trim;
+    const trimmed = trim
+      ? (phase: string, apiObj: any, watchObj?: any) =>
+          callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? trim(apiObj) : apiObj, watchObj)
+      : callback;
     try {
-      const ctrl = await super.watch(apiPath, { ...queryParams, ...owner.watchParams() }, callback, wrappedDone);
+      const ctrl = await super.watch(apiPath, { ...queryParams, ...owner.watchParams() }, trimmed, wrappedDone);
       if (!failed && !owner.isClosed()) owner.onWatchConnected();
       return ctrl;
     } catch (err) {
@@ -624,6 +737,128 @@ class GuardedWatch extends Watch {
       return new AbortController();
     }
   }
+}
+
+// ---- peer settings ----------------------------------------------------------------------------
+
+/** A settings object as the cache keeps it: its metadata and what peer-settings.ts parsed from it. */
+interface TrimmedSettings extends KubernetesObject {
+  readonly parsed: ReturnType<(typeof PARSERS)[keyof typeof PARSERS]>;
+}
+
+/**
+ * One informer per settings object the discovered peer webhooks point at (Istio's injector and mesh
+ * ConfigMaps per revision, Consul's connect-injector Deployment), each a list+watch in the object's
+ * namespace with `fieldSelector=metadata.name=<name>`, which the API server authorizes as a request
+ * for that one name (apiserver `pkg/endpoints/request/requestinfo.go`), so RBAC can grant exactly
+ * these names. The cache keeps only the parsed settings. These informers never change the view's
+ * state: until one answers, or when it is refused, the predictions use the config mirrors.
+ */
+class SettingsWatcher {
+  private readonly informers = new Map<string, { readonly ref: SettingsRef; readonly informer: ManagedInformer<TrimmedSettings> }>();
+  private readonly warned = new Set<string>();
+  private readonly core: CoreV1Api;
+  private readonly apps: AppsV1Api;
+  private cached: PeerSettings | undefined;
+  private pending = false;
+  private stopped = false;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly hooks: InformerHooks,
+    private readonly discovery: () => WebhookDiscovery,
+  ) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.apps = kc.makeApiClient(AppsV1Api);
+  }
+
+  /** After a webhook configuration changes: start informers for new objects, stop those no longer pointed at. */
+  reconcileSoon(): void {
+    if (this.pending || this.stopped) return;
+    this.pending = true;
+    setImmediate(() => {
+      this.pending = false;
+      if (!this.stopped && !this.hooks.isClosed()) this.reconcile();
+    });
+  }
+
+  private reconcile(): void {
+    const wanted = new Map(wantedSettings(this.discovery()).map((r) => [settingsKey(r), r]));
+    for (const [key, { informer }] of this.informers) {
+      if (wanted.has(key)) continue;
+      this.informers.delete(key);
+      void informer.stop();
+    }
+    for (const [key, ref] of wanted) {
+      if (this.informers.has(key)) continue;
+      const informer = this.informerFor(ref);
+      this.informers.set(key, { ref, informer });
+      informer.start();
+    }
+    this.cached = undefined;
+  }
+
+  private informerFor(ref: SettingsRef): ManagedInformer<TrimmedSettings> {
+    const parse = PARSERS[ref.kind];
+    const trim = (obj: TrimmedSettings): TrimmedSettings => {
+      const md = obj.metadata ?? {};
+      return { metadata: { name: md.name, namespace: md.namespace, uid: md.uid, resourceVersion: md.resourceVersion }, parsed: parse(obj) } as TrimmedSettings;
+    };
+    const fieldSelector = `metadata.name=${ref.name}`;
+    const { namespace } = ref;
+    const onHealthChange = () => {
+      this.cached = undefined;
+      this.warnIfForbidden(ref);
+    };
+    const hooks: InformerHooks = { ...this.hooks, onHealthChange };
+    // The list answers full Deployments / ConfigMaps; ManagedInformer trims every item before the cache sees it.
+    type FullList = Promise<KubernetesListObject<KubernetesObject>>;
+    const [apiPath, list]: [string, (o: ConfigurationOptions) => FullList] =
+      ref.kind === 'consul-injector'
+        ? [`/apis/apps/v1/namespaces/${namespace}/deployments`, (o) => this.apps.listNamespacedDeployment({ namespace, fieldSelector }, o)]
+        : [`/api/v1/namespaces/${namespace}/configmaps`, (o) => this.core.listNamespacedConfigMap({ namespace, fieldSelector }, o)];
+    const informer = new ManagedInformer<TrimmedSettings>(describeRef(ref), this.kc, apiPath, list as ListCall<TrimmedSettings>, undefined, hooks, trim, fieldSelector);
+    for (const event of ['add', 'update', 'delete'] as const) informer.lw.on(event, () => (this.cached = undefined));
+    return informer;
+  }
+
+  private warnIfForbidden(ref: SettingsRef): void {
+    const key = settingsKey(ref);
+    const informer = this.informers.get(key)?.informer;
+    if (!informer || informer.lastErrorCode !== 403 || this.warned.has(key)) return;
+    this.warned.add(key);
+    this.hooks.log.warn(
+      { clusterView: 'settings-forbidden', object: describeRef(ref), err: informer.lastError },
+      `cluster view: not allowed to read ${describeRef(ref)} (add "${ref.name}" to the resourceNames in deploy/base/rbac.yaml); predictions for it use the config mirrors`,
+    );
+  }
+
+  snapshot(): PeerSettings {
+    if (this.cached) return this.cached;
+    const out = new Map<string, SettingsLookup>();
+    for (const [key, { ref, informer }] of this.informers) out.set(key, lookupOf(ref, informer));
+    this.cached = out;
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.informers.values()].map(({ informer }) => informer.stop()));
+  }
+}
+
+function lookupOf(ref: SettingsRef, informer: ManagedInformer<TrimmedSettings>): SettingsLookup {
+  const what = describeRef(ref);
+  if (!informer.synced) {
+    return {
+      state: 'unknown',
+      reason:
+        informer.lastErrorCode === 403 ? `not allowed to read ${what} (${informer.lastError})`
+        : informer.lastError ? `${what} could not be read (${informer.lastError})`
+        : `${what} not read yet`,
+    };
+  }
+  return settingsLookupOf(ref, informer.lw.list().find((o) => o.metadata?.name === ref.name)?.parsed);
 }
 
 // ---- helpers ----------------------------------------------------------------------------------

@@ -1,3 +1,6 @@
+import type { PeerSettings } from './peer-settings.js';
+import type { WebhookDiscovery } from './webhooks.js';
+
 /**
  * The read-only slice of cluster state that rules may consult at admission time.
  *
@@ -25,6 +28,18 @@ export interface ClusterView {
   namespaceLabels(name: string): NamespaceLookup | Promise<NamespaceLookup>;
   /** ClusterIPs (IPv4 and IPv6) of the Dynatrace ActiveGate Services; null when unknown. */
   activeGateServiceIPs(): readonly string[] | null;
+  /**
+   * The mutating webhook configurations, as far as matching needs them, from memory. Optional:
+   * views that do not watch them (the offline view, fixed views in tests, the CLIs) leave it out,
+   * and the predictions then use the config mirrors without mentioning discovery.
+   */
+  mutatingWebhooks?(): WebhookDiscovery;
+  /**
+   * The peers' own settings (Istio's injector and mesh ConfigMaps, Consul's injector flags) that the
+   * discovered webhooks point at, from memory. Optional like `mutatingWebhooks`; without it the
+   * predictions use the config mirrors for these settings.
+   */
+  peerSettings?(): PeerSettings;
   /** Resolves after the first sync, or after the bounded wait; never rejects. */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -48,6 +63,8 @@ export const offlineClusterView: ClusterView = {
 export function staticClusterView(
   namespaces: Readonly<Record<string, Readonly<Record<string, string>>>>,
   activeGateIPs: readonly string[] | null = [],
+  webhooks?: WebhookDiscovery,
+  settings?: PeerSettings,
 ): ClusterView {
   return {
     state: 'synced',
@@ -56,6 +73,8 @@ export function staticClusterView(
       return labels ? { state: 'known', labels } : { state: 'absent' };
     },
     activeGateServiceIPs: () => activeGateIPs,
+    ...(webhooks ? { mutatingWebhooks: () => webhooks } : {}),
+    ...(settings ? { peerSettings: () => settings } : {}),
     ready: async () => undefined,
     close: async () => undefined,
   };

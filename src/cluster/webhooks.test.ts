@@ -1,17 +1,21 @@
 /**
- * The peers' webhook configurations as their installers render them, and what the API server
- * decides for a pod CREATE against each (webhooks.ts cites the apiserver code).
- *
- * Fixtures written from the templates with default values:
- * - Istio: istio `manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml`
- *   (default revision, and revision `canary`, both installed in istio-system) and
- *   `revision-tags-mwc.yaml` (tag `stable`), module istio.io/istio v0.0.0-20260827124520-eed52ebb66ad;
- * - Consul: hashicorp/consul-k8s `charts/consul/templates/connect-inject-mutatingwebhookconfiguration.yaml`
- *   with `global.name: consul` and the chart's default `connectInject.namespaceSelector` (values.yaml);
- * - Dynatrace: the operator's Helm `mutatingwebhookconfiguration.yaml`, and the OLM form (dynatrace.md §2).
+ * The peers' webhook configurations as their installers render them (test/support/peer-webhooks.ts
+ * says from which templates), and what the API server decides for a pod CREATE against each
+ * (webhooks.ts cites the apiserver code).
  */
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import {
+  CONSUL,
+  consulSkipping,
+  DYNATRACE_HELM,
+  DYNATRACE_OLM,
+  ISTIO_CANARY,
+  ISTIO_DEFAULT,
+  ISTIO_LEGACY_WEBHOOKS,
+  ISTIO_TAG_STABLE,
+  mwc,
+} from '../../test/support/peer-webhooks.js';
 import type { NamespaceLookup } from './view.js';
 import {
   knownDiscovery,
@@ -27,219 +31,6 @@ import {
   type WebhookDiscovery,
   type WebhookRule,
 } from './webhooks.js';
-
-const ISTIO_RULES = `
-  rules:
-  - operations: [ "CREATE" ]
-    apiGroups: [""]
-    apiVersions: ["v1"]
-    resources: ["pods"]
-  failurePolicy: Fail
-  reinvocationPolicy: "Never"
-  admissionReviewVersions: ["v1"]
-  sideEffects: None`;
-
-const istioClient = (rev: string) => `
-  clientConfig:
-    service:
-      name: istiod${rev ? `-${rev}` : ''}
-      namespace: "istio-system"
-      path: "/inject"
-      port: 443
-    caBundle: "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"`;
-
-/** The rev.namespace and rev.object webhooks for a revision or tag (`value` is "default" for the default revision). */
-function istioRevWebhooks(rev: string, value: string): string {
-  return `
-- name: rev.namespace.sidecar-injector.istio.io${istioClient(rev)}${ISTIO_RULES}
-  namespaceSelector:
-    matchExpressions:
-    - key: istio.io/rev
-      operator: In
-      values:
-      - "${value}"
-    - key: istio-injection
-      operator: DoesNotExist
-  objectSelector:
-    matchExpressions:
-    - key: sidecar.istio.io/inject
-      operator: NotIn
-      values:
-      - "false"
-- name: rev.object.sidecar-injector.istio.io${istioClient(rev)}${ISTIO_RULES}
-  namespaceSelector:
-    matchExpressions:
-    - key: istio.io/rev
-      operator: DoesNotExist
-    - key: istio-injection
-      operator: DoesNotExist
-  objectSelector:
-    matchExpressions:
-    - key: sidecar.istio.io/inject
-      operator: NotIn
-      values:
-      - "false"
-    - key: istio.io/rev
-      operator: In
-      values:
-      - "${value}"`;
-}
-
-const ISTIO_LEGACY_WEBHOOKS = `
-- name: namespace.sidecar-injector.istio.io${istioClient('')}${ISTIO_RULES}
-  namespaceSelector:
-    matchExpressions:
-    - key: istio-injection
-      operator: In
-      values:
-      - enabled
-  objectSelector:
-    matchExpressions:
-    - key: sidecar.istio.io/inject
-      operator: NotIn
-      values:
-      - "false"
-- name: object.sidecar-injector.istio.io${istioClient('')}${ISTIO_RULES}
-  namespaceSelector:
-    matchExpressions:
-    - key: istio-injection
-      operator: DoesNotExist
-    - key: istio.io/rev
-      operator: DoesNotExist
-  objectSelector:
-    matchExpressions:
-    - key: sidecar.istio.io/inject
-      operator: In
-      values:
-      - "true"
-    - key: istio.io/rev
-      operator: DoesNotExist`;
-
-const mwc = (name: string, webhooks: string) => `
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: ${name}
-  labels:
-    app: sidecar-injector
-webhooks:${webhooks}`;
-
-const ISTIO_DEFAULT = mwc('istio-sidecar-injector', istioRevWebhooks('', 'default') + ISTIO_LEGACY_WEBHOOKS);
-const ISTIO_CANARY = mwc('istio-sidecar-injector-canary', istioRevWebhooks('canary', 'canary'));
-const ISTIO_TAG_STABLE = mwc('istio-revision-tag-stable', istioRevWebhooks('canary', 'stable'));
-
-/** consul-k8s chart, global.name=consul: one CRD webhook of many, then the pod webhook. */
-const CONSUL = `
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: consul-connect-injector
-  labels:
-    app: consul
-    component: connect-injector
-webhooks:
-- clientConfig:
-    service:
-      name: consul-connect-injector
-      namespace: consul
-      path: /mutate-v1alpha1-proxydefaults
-  failurePolicy: Fail
-  admissionReviewVersions:
-  - "v1beta1"
-  - "v1"
-  name: mutate-proxydefaults.consul.hashicorp.com
-  rules:
-  - apiGroups:
-    - consul.hashicorp.com
-    apiVersions:
-    - v1alpha1
-    operations:
-    - CREATE
-    - UPDATE
-    resources:
-    - proxydefaults
-  sideEffects: None
-- name: consul-connect-injector.consul.hashicorp.com
-  objectSelector:
-    matchExpressions:
-    - key: app
-      operator: NotIn
-      values: [ consul ]
-  failurePolicy: Fail
-  sideEffects: None
-  admissionReviewVersions:
-  - "v1beta1"
-  - "v1"
-  clientConfig:
-    service:
-      name: consul-connect-injector
-      namespace: consul
-      path: "/mutate"
-  rules:
-  - operations: [ "CREATE" ]
-    apiGroups: [ "" ]
-    apiVersions: [ "v1" ]
-    resources: [ "pods" ]
-  namespaceSelector:
-      matchExpressions:
-        - key: "kubernetes.io/metadata.name"
-          operator: "NotIn"
-          values: ["kube-system","local-path-storage","openebs","gmp-system","gke-managed-cim"]
-        - key: "openshift.io/cluster-monitoring"
-          operator: "DoesNotExist"
-`;
-
-const dynatrace = (name: string, podNamespaceSelector: string) => `
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: ${name}
-webhooks:
-- name: webhook.pod.dynatrace.com
-  reinvocationPolicy: IfNeeded
-  rules:
-  - apiGroups: [""]
-    apiVersions: ["v1"]
-    operations: ["CREATE"]
-    resources: ["pods"]
-    scope: Namespaced
-${podNamespaceSelector}
-  clientConfig:
-    service:
-      name: dynatrace-webhook
-      namespace: dynatrace
-      path: /inject
-  admissionReviewVersions: ["v1"]
-  sideEffects: None
-  failurePolicy: Ignore
-  timeoutSeconds: 10
-- name: webhook.ns.dynatrace.com
-  reinvocationPolicy: IfNeeded
-  rules:
-  - apiGroups: [""]
-    apiVersions: ["v1"]
-    operations: ["CREATE", "UPDATE"]
-    resources: ["namespaces"]
-    scope: Cluster
-  clientConfig:
-    service:
-      name: dynatrace-webhook
-      namespace: dynatrace
-      path: /label-ns
-  admissionReviewVersions: ["v1"]
-  sideEffects: None
-  failurePolicy: Ignore
-  timeoutSeconds: 10
-`;
-const DYNATRACE_HELM = dynatrace(
-  'dynatrace-webhook',
-  `  namespaceSelector:
-    matchExpressions:
-    - key: dynakube.internal.dynatrace.com/instance
-      operator: Exists`,
-);
-/** OLM replaces the namespaceSelector with the OperatorGroup's, empty for AllNamespaces. */
-const DYNATRACE_OLM = dynatrace('webhook.pod.dynatrace.com-7x4kq', '  namespaceSelector: {}');
 
 function summary(text: string): WebhookConfigurationSummary {
   const s = summarizeConfiguration(parse(text));
@@ -418,7 +209,7 @@ describe('webhooks: Consul (consul-connect-injector, the chart\'s default namesp
   });
 
   it('a namespaceSelector that skips one namespace (issue 15, done-when)', () => {
-    const custom = CONSUL.replace('values: ["kube-system","local-path-storage","openebs","gmp-system","gke-managed-cim"]', 'values: ["kube-system","skipped"]');
+    const custom = consulSkipping('skipped');
     const v = peerSeesPodCreate('consul', discovery(custom), pod('skipped'), known({ 'kubernetes.io/metadata.name': 'skipped' }));
     expect(v.state).toBe('no');
     expect(peerSeesPodCreate('consul', discovery(custom), pod('meshed'), known({})).state).toBe('yes');

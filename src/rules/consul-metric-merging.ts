@@ -62,7 +62,7 @@ import {
   prometheusVariants,
 } from '../admission/annotations.js';
 import type { PodView } from '../admission/pod.js';
-import { consulInjectVerdict, consulTproxyVerdict, transparentProxy } from './consul.js';
+import { consulInjector, consulInjectVerdict, consulTproxyVerdict, transparentProxy } from './consul.js';
 import { dynatraceWillInject } from './dynatrace.js';
 import { istioSidecarVerdict } from './istio.js';
 import { dynatraceScrapeAnnotation, plainScrapeBlocker } from './metric-merging.js';
@@ -114,7 +114,15 @@ function scrapeEndpoint(pod: PodView, ctx: RuleContext): Endpoint | { readonly p
   if (rawPath !== undefined && !isPlainUrlPath(rawPath)) {
     return { problem: `${CONSUL_PROMETHEUS_SCRAPE_PATH}=${q(rawPath)} is not a plain URL path, which consul-dataplane matches exactly` };
   }
-  return { port: rawPort ?? String(ctx.config.consul.prometheusScrapePort), path: rawPath ?? ctx.config.consul.prometheusScrapePath };
+  // The injector refuses to start with a port outside 1024-65535 (ValidateUnprivilegedPort), so a
+  // read flag is a usable port; a path that is not plain leaves the configured one in charge.
+  const flags = consulInjector(pod, ctx).flags;
+  const flagPath = flags && isPlainUrlPath(flags.prometheusScrapePath) ? flags.prometheusScrapePath : undefined;
+  const flagPort = flags && consulListenerPort(flags.prometheusScrapePort) !== undefined ? flags.prometheusScrapePort : undefined;
+  return {
+    port: rawPort ?? flagPort ?? String(ctx.config.consul.prometheusScrapePort),
+    path: rawPath ?? flagPath ?? ctx.config.consul.prometheusScrapePath,
+  };
 }
 
 function endpointProblem(app: Endpoint, scrape: Endpoint, mergedPort: string): string | undefined {

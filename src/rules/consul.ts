@@ -16,7 +16,9 @@ import {
   consulBool,
 } from '../admission/annotations.js';
 import type { PodView } from '../admission/pod.js';
-import type { RuleContext } from './types.js';
+import { consulRef, decidingWebhook, lookupSettings, type ConsulInjectorSettings } from '../cluster/peer-settings.js';
+import { peerSeesPodCreate, type PeerVerdict } from '../cluster/webhooks.js';
+import { perAdmission, type RuleContext } from './types.js';
 
 /** Namespaces Consul's webhook never injects, whatever the configuration (`kubeSystemNamespaces`). */
 export const CONSUL_SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube-public'];
@@ -35,7 +37,14 @@ export type ConsulVerdict =
  * Mirrors Consul's decision to inject at all (consul.md §2, `shouldInject`). A pod that carries
  * no connect-inject annotation while `consul.injectByDefault` is false is not a Consul pod;
  * neither is one that opts out. A namespace or selector exclusion is only explained for pods
- * that ask for injection.
+ * that ask for injection. With discovered webhook configurations, Consul's own pod webhook
+ * decides the API-server step (its namespaceSelector and objectSelector as installed); the
+ * copy of the chart's defaults (`app=consul`) is the fallback, and the reason says which.
+ * The deciding webhook's connect-injector Deployment gives the injector's own flags
+ * (src/cluster/peer-settings.ts): `-default-inject`, `-allow-k8s-namespace` / `-deny-k8s-namespace`
+ * (as `MeshWebhook.shouldInject` in hashicorp/consul-k8s `control-plane/connect-inject/webhook/mesh_webhook.go`
+ * applies them: deny first, then allow unless it holds "*"), `-default-enable-transparent-proxy`
+ * and the Prometheus scrape port and path; the `consul.*` mirrors answer when they are not read.
  */
 export function consulInjectVerdict(pod: PodView, ctx: RuleContext): ConsulVerdict {
   const status = pod.annotations.get(CONSUL_CONNECT_INJECT_STATUS);
@@ -44,15 +53,70 @@ export function consulInjectVerdict(pod: PodView, ctx: RuleContext): ConsulVerdi
   }
   const raw = pod.annotations.get(CONSUL_CONNECT_INJECT);
   const asked = raw !== undefined;
-  if (!asked && !ctx.config.consul.injectByDefault) return { kind: 'not-consul' };
+  const injector = consulInjector(pod, ctx);
+  const injectByDefault = injector.flags ? injector.flags.defaultInject : ctx.config.consul.injectByDefault;
+  if (!asked && !injectByDefault) return { kind: 'not-consul' };
   const excluded = (why: string): ConsulVerdict => (asked ? { kind: 'skip', reason: why } : { kind: 'not-consul' });
-  if (pod.labels.get('app') === 'consul') return excluded("Consul's webhook objectSelector leaves out pods labelled app=consul");
+  const webhook = injector.webhook;
+  if (webhook?.state === 'no') return excluded(webhook.reason);
+  const verdict = consulCodeVerdict(pod, ctx, raw, excluded, webhook?.state === 'yes', injector);
+  return verdict.kind === 'will-inject' && webhook ? { kind: 'will-inject', reason: `${verdict.reason}; ${seenBy(webhook)}${unreadNote(injector)}` } : verdict;
+}
+
+function seenBy(webhook: PeerVerdict): string {
+  return webhook.state === 'yes' ? webhook.reason : `${webhook.reason}, so the config mirror of Consul's selectors decides`;
+}
+
+const unreadNote = (i: ConsulInjector): string => (i.unread ? `; the consul.* mirrors stand in for the injector's flags (${i.unread})` : '');
+
+/** Consul's pod webhook verdict and, when the view reads settings, the flags of the injector behind it. */
+export interface ConsulInjector {
+  readonly webhook?: PeerVerdict;
+  readonly flags?: ConsulInjectorSettings;
+  /** The Deployment the flags were read from. */
+  readonly source?: string;
+  /** Why the flags are not known although the view reads settings. */
+  readonly unread?: string;
+}
+
+export const consulInjector: (pod: PodView, ctx: RuleContext) => ConsulInjector = perAdmission(readInjector);
+
+function readInjector(pod: PodView, ctx: RuleContext): ConsulInjector {
+  if (!ctx.webhooks) return {};
+  const webhook = peerSeesPodCreate('consul', ctx.webhooks, pod, ctx.namespace);
+  if (!ctx.settings || (webhook.state !== 'yes' && webhook.state !== 'maybe')) return { webhook };
+  const deciding = decidingWebhook(ctx.webhooks, webhook);
+  const ref = deciding ? consulRef(deciding) : undefined;
+  if (!ref) return { webhook, unread: 'the deciding Consul webhook calls no Service, so its injector Deployment is not known' };
+  const found = lookupSettings(ctx.settings, ref);
+  return found.state === 'known' ? { webhook, flags: found.value, source: found.source } : { webhook, unread: found.reason };
+}
+
+/** The API-server step from the chart's default objectSelector (unless the live one matched), then shouldInject's own checks. */
+function consulCodeVerdict(
+  pod: PodView,
+  ctx: RuleContext,
+  raw: string | undefined,
+  excluded: (why: string) => ConsulVerdict,
+  webhookMatched: boolean,
+  injector: ConsulInjector,
+): ConsulVerdict {
+  if (!webhookMatched && pod.labels.get('app') === 'consul') return excluded("Consul's webhook objectSelector leaves out pods labelled app=consul");
   if (CONSUL_SYSTEM_NAMESPACES.includes(pod.namespace)) return excluded(`Consul never injects pods in ${pod.namespace}`);
-  if (ctx.config.consul.denyNamespaces.includes(pod.namespace)) {
+  const flags = injector.flags;
+  if (flags) {
+    if (flags.denyNamespaces.includes(pod.namespace)) return excluded(`namespace ${pod.namespace} is in the injector's -deny-k8s-namespace (${injector.source})`);
+    if (!flags.allowNamespaces.includes('*') && !flags.allowNamespaces.includes(pod.namespace)) {
+      return excluded(`namespace ${pod.namespace} is not in the injector's -allow-k8s-namespace (${injector.source})`);
+    }
+  } else if (ctx.config.consul.denyNamespaces.includes(pod.namespace)) {
     return excluded(`namespace ${pod.namespace} is in consul.denyNamespaces (connectInject.k8sDenyNamespaces)`);
   }
   const inject = consulBool(raw);
-  if (!inject.present) return { kind: 'will-inject', reason: `${CONSUL_CONNECT_INJECT} absent and consul.injectByDefault is true` };
+  if (!inject.present) {
+    const why = flags ? `the injector runs with -default-inject=true (${injector.source})` : 'consul.injectByDefault is true';
+    return { kind: 'will-inject', reason: `${CONSUL_CONNECT_INJECT} absent and ${why}` };
+  }
   if ('invalid' in inject) {
     return { kind: 'skip', reason: `${CONSUL_CONNECT_INJECT}=${JSON.stringify(raw)} is not a Go bool, so Consul's webhook rejects the pod` };
   }
@@ -87,12 +151,14 @@ export function transparentProxy(pod: PodView, ctx: RuleContext): { on: boolean;
     }
     if (parsed.present) return { on: parsed.value, why: `namespace label ${CONSUL_TRANSPARENT_PROXY}=${JSON.stringify(label)}` };
   }
-  const def = ctx.config.consul.transparentProxyDefault;
+  const injector = consulInjector(pod, ctx);
+  const def = injector.flags ? injector.flags.transparentProxy : ctx.config.consul.transparentProxyDefault;
   const where =
     ns.state === 'known' ? 'no pod annotation or namespace label'
     : ns.state === 'absent' ? 'no pod annotation; namespace not found'
     : `no pod annotation; namespace labels unknown (${ns.reason})`;
-  return { on: def, why: `${where}, consul.transparentProxyDefault is ${def}` };
+  const from = injector.flags ? `the injector runs with -default-enable-transparent-proxy=${def} (${injector.source})` : `consul.transparentProxyDefault is ${def}`;
+  return { on: def, why: `${where}, ${from}` };
 }
 
 /** "10.0.0.1" → "10.0.0.1/32", "fd00::1" → "fd00::1/128"; undefined for anything that is not an IP. */

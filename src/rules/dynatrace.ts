@@ -6,9 +6,16 @@
  * `dynakube.internal.dynatrace.com/instance`, and `dynatrace.com/inject` or
  * `oneagent.dynatrace.com/inject` parsing false (Go ParseBool; anything unparseable means
  * the default, i.e. inject) opts the pod out.
+ *
+ * With discovered webhook configurations, a pod that no Dynatrace pod webhook sees is "no" (its
+ * namespaceSelector may have been changed, or OLM installed it with an OperatorGroup's). The
+ * namespace label stays the signal otherwise: the operator maintains it, and its webhook checks
+ * it again with a live GET (pkg/webhook/mutation/pod/request.go), so an OLM webhook that sees
+ * every namespace still injects only labelled ones.
  */
 import { DT_INJECT, DT_NAMESPACE_INSTANCE, DT_ONEAGENT_INJECT, DT_VOLUME_TYPE, parseGoBool } from '../admission/annotations.js';
 import type { PodView } from '../admission/pod.js';
+import { peerSeesPodCreate } from '../cluster/webhooks.js';
 import type { RuleContext } from './types.js';
 
 export type Verdict = { readonly yes: boolean; readonly reason: string };
@@ -24,6 +31,14 @@ export function dynatraceOptOutKey(pod: PodView): string | undefined {
 export function dynatraceWillInject(pod: PodView, ctx: RuleContext): Verdict {
   const optOut = dynatraceOptOutKey(pod);
   if (optOut !== undefined) return { yes: false, reason: `${optOut} parses as false` };
+  const webhook = ctx.webhooks ? peerSeesPodCreate('dynatrace', ctx.webhooks, pod, ctx.namespace) : undefined;
+  if (webhook?.state === 'no') return { yes: false, reason: webhook.reason };
+  const byLabel = byNamespaceLabel(ctx);
+  if (!webhook) return byLabel;
+  return { yes: byLabel.yes, reason: `${byLabel.reason} (${webhook.state === 'yes' ? webhook.reason : `from the namespace label alone: ${webhook.reason}`})` };
+}
+
+function byNamespaceLabel(ctx: RuleContext): Verdict {
   const ns = ctx.namespace;
   if (ns.state === 'known') {
     return ns.labels[DT_NAMESPACE_INSTANCE] !== undefined

@@ -40,7 +40,7 @@ import {
   prometheusVariants,
 } from '../admission/annotations.js';
 import type { IndexedContainer, PodView } from '../admission/pod.js';
-import { istioSidecarVerdict } from './istio.js';
+import { istioMesh, istioSidecarVerdict } from './istio.js';
 import { dynatraceScrapeAnnotation, plainScrapeBlocker } from './metric-merging.js';
 import type { Change, Rule, RuleContext, RuleResult } from './types.js';
 import { NOTHING, skip } from './types.js';
@@ -63,7 +63,7 @@ function scrapeRequest(pod: PodView, ctx: RuleContext, injected: boolean): strin
   const own = dynatraceScrapeAnnotation(pod);
   if (own) return own.asks ? own.why : undefined;
   if (!ctx.config.metricMerging.prometheusScrapeIsRequest) return undefined;
-  const statusPort = String(ctx.config.istio.statusPort);
+  const statusPort = String(istioMesh(pod, ctx).statusPort);
   if (injected && prometheusVariants(pod.annotations, PROM_PORT).some(([, v]) => v === statusPort)) {
     const stored = storedScrapeConfig(pod);
     const cfg = 'value' in stored ? parseIstioScrapeConfig(stored.value) : undefined;
@@ -101,7 +101,7 @@ function portProblem(port: string, statusPort: number): string | undefined {
 
 function dynatraceChanges(pod: PodView, ctx: RuleContext, withFilter: boolean, why: string): Change[] {
   const a = pod.annotations;
-  const statusPort = String(ctx.config.istio.statusPort);
+  const statusPort = String(istioMesh(pod, ctx).statusPort);
   const changes: Change[] = [];
   const set = (key: string, value: string, reason: string) => {
     if (a.get(key) !== value) changes.push({ kind: 'annotation', key, value, reason });
@@ -121,7 +121,7 @@ function result(changes: Change[], reason: string): RuleResult {
 
 function beforeIstio(pod: PodView, ctx: RuleContext, request: string): RuleResult {
   const a = pod.annotations;
-  const statusPortNum = ctx.config.istio.statusPort;
+  const statusPortNum = istioMesh(pod, ctx).statusPort;
   const statusPort = String(statusPortNum);
   const verdict = istioSidecarVerdict(pod, ctx);
   if (verdict.state !== 'yes') return skip(`${request}, but not preparing metric merging: ${verdict.reason}`);
@@ -132,8 +132,10 @@ function beforeIstio(pod: PodView, ctx: RuleContext, request: string): RuleResul
     return skip(`${request}, but ${ISTIO_MERGE_METRICS}=${q(mergeRaw)} is not a bool, so Istio's injection rejects the pod`);
   }
   if (merge === false) return skip(`${request}, but ${ISTIO_MERGE_METRICS}=${q(mergeRaw)}: Istio does not merge metrics for this pod`);
-  if (merge === undefined && !ctx.config.istio.prometheusMerge) {
-    return skip(`${request}, but istio.prometheusMerge is false (mesh enablePrometheusMerge off): Istio does not merge metrics`);
+  const mesh = istioMesh(pod, ctx);
+  if (merge === undefined && !mesh.prometheusMerge) {
+    const where = mesh.source ? `enablePrometheusMerge is false in ${mesh.source}` : 'istio.prometheusMerge is false (mesh enablePrometheusMerge off)';
+    return skip(`${request}, but ${where}: Istio does not merge metrics`);
   }
   const promScrape = prometheusVariants(a, PROM_SCRAPE);
   const scrapeOff = promScrape.find(([, v]) => parseGoBool(v) === false);
@@ -240,7 +242,7 @@ function storedScrapeConfig(pod: PodView): { value: string } | { problem: string
 
 function afterIstio(pod: PodView, ctx: RuleContext, request: string): RuleResult {
   const a = pod.annotations;
-  const statusPort = String(ctx.config.istio.statusPort);
+  const statusPort = String(istioMesh(pod, ctx).statusPort);
   const dtPort = a.get(DT_METRICS_PORT);
   const dtPath = a.get(DT_METRICS_PATH);
   if (dtPort === statusPort && dtPath === ISTIO_MERGED_PATH) return NOTHING;

@@ -1,5 +1,7 @@
 import type { Config, RuleName } from '../config/schema.js';
 import type { NamespaceLookup } from '../cluster/view.js';
+import type { PeerSettings } from '../cluster/peer-settings.js';
+import type { WebhookDiscovery } from '../cluster/webhooks.js';
 import type { PodView } from '../admission/pod.js';
 
 /**
@@ -42,6 +44,16 @@ export interface RuleContext {
   readonly namespace: NamespaceLookup;
   /** ClusterIPs of the Dynatrace ActiveGate Services; null when unknown. */
   readonly activeGateIPs: readonly string[] | null;
+  /**
+   * The peers' webhook configurations, from the cluster view. Predictions use them first and the
+   * config mirrors when this is absent, unknown, or inconclusive for the pod.
+   */
+  readonly webhooks?: WebhookDiscovery;
+  /**
+   * The peers' own settings behind those webhooks (peer-settings.ts). Predictions use them first
+   * and the config mirrors for whatever is absent or unknown here.
+   */
+  readonly settings?: PeerSettings;
 }
 
 export interface Rule {
@@ -56,4 +68,18 @@ export const NOTHING: RuleResult = Object.freeze({ changes: [], reasons: [] });
 
 export function skip(reason: string): RuleResult {
   return { changes: [], reasons: [reason] };
+}
+
+/**
+ * One answer per pod and admission for a question several rules ask (will Istio inject, which
+ * Consul injector): the context is built once per admission and the pod view is not changed by rules.
+ */
+export function perAdmission<T>(compute: (pod: PodView, ctx: RuleContext) => T): (pod: PodView, ctx: RuleContext) => T {
+  const memo = new WeakMap<RuleContext, WeakMap<PodView, T>>();
+  return (pod, ctx) => {
+    let byPod = memo.get(ctx);
+    if (!byPod) memo.set(ctx, (byPod = new WeakMap()));
+    if (!byPod.has(pod)) byPod.set(pod, compute(pod, ctx));
+    return byPod.get(pod) as T;
+  };
 }
