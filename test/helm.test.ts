@@ -66,6 +66,16 @@ describe.runIf(haveHelm)('deploy/helm/mesh-guard', () => {
     expect(cm(chart).dryRun).toBe(true);
   });
 
+  it('peerDiscovery names the settings objects of more Istio revisions and Consul releases in the ClusterRole, nothing else', () => {
+    const role = (set: string[]) => helmTemplate({ set }).find((o) => o.kind === 'ClusterRole')!.rules as { resources: string[]; resourceNames?: string[] }[];
+    const names = (set: string[], resource: string) => role(set).find((r) => r.resources.includes(resource))?.resourceNames;
+    const set = ['peerDiscovery.istioRevisions={canary}', 'peerDiscovery.consulInjectorDeployments={consul-connect-injector,mesh-connect-injector}'];
+    expect(names(set, 'configmaps')).toEqual(['istio-sidecar-injector', 'istio', 'istio-sidecar-injector-canary', 'istio-canary']);
+    expect(names(set, 'deployments')).toEqual(['consul-connect-injector', 'mesh-connect-injector']);
+    expect(role(set).map((r) => r.resources)).toEqual(role([]).map((r) => r.resources));
+    expect(role(['peerDiscovery.consulInjectorDeployments=null']).some((r) => r.resources.includes('deployments'))).toBe(false);
+  });
+
   it('with policies.enabled adds exactly deploy/policies, which deploy/components/policies includes', () => {
     const extra = sorted(helmTemplate({ set: ['policies.enabled=true'] })).filter((o) => !helmTemplate().some((d) => key(d) === key(o)));
     expect(extra.map(key)).toEqual(['MutatingAdmissionPolicy//mesh-guard-deadlock-guards', 'MutatingAdmissionPolicyBinding//mesh-guard-deadlock-guards']);
