@@ -23,7 +23,7 @@
  * `SetDefaults_MutatingWebhook`), and an absent rule scope is `*` (`SetDefaults_Rule`). A namespace's
  * labels always include `kubernetes.io/metadata.name`, which the API server sets on every namespace
  * (kubernetes `pkg/registry/core/namespace/strategy.go` `Canonicalize`); it is added here when the
- * input lacks it (hand-written preview input, the in-test API server).
+ * input lacks it (hand-written preview input, objects built in tests).
  *
  * The peers' webhooks are found by configuration and webhook name, as their installers write them:
  * - Istio (istio `manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml`,
