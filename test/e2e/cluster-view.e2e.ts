@@ -666,7 +666,7 @@ describe('the API server stopped and started again', () => {
       expect(during.length).toBeGreaterThan(200);
       // No latency cliff: 2x, plus 5 ms for timer noise when the baseline p99 is a few ms.
       expect(p99.during).toBeLessThanOrEqual(2 * p99.before + 5);
-      expect(warnings, 'one warning for the state change').toHaveLength(1);
+      expect(warnings.map((w) => `${w.clusterView}: ${w.msg}`), 'one warning for the state change').toHaveLength(1);
       expect(warnings[0]!.clusterView).toBe('degraded');
       expect(serverWarnings, 'no per-request warnings').toEqual([]);
       expect(lines.filter((l) => l.clusterView === 'synced')).toHaveLength(2);
