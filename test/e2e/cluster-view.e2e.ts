@@ -658,7 +658,7 @@ describe('the API server stopped and started again', () => {
         `outage: ${load.records.length} requests, ${failed.length} failed; p99 before ${p99.before.toFixed(1)} ms (${before.length}), ` +
           `during ${p99.during.toFixed(1)} ms (${during.length}), after ${p99.after.toFixed(1)} ms (${after.length}); ` +
           `degraded ${Math.round(degradedAt - outageAt)} ms after the stop began, synced ${Math.round(recoveredAt - restartAt)} ms after the restart began; ` +
-          `${warnings.length} cluster-view warning(s), ${serverWarnings.length} server warning(s)`,
+          `${warnings.length} cluster-view warning(s) (${warnings.map((w) => w.clusterView).join(', ')}), ${serverWarnings.length} server warning(s)`,
       );
 
       expect(failed.map((f) => f.error).slice(0, 5)).toEqual([]);
