@@ -19,10 +19,13 @@ import { memoryIO } from '../../src/cli/common.js';
 import type { DoctorReport } from '../../src/cli/doctor.js';
 import { run } from '../../src/cli/main.js';
 import { ACTIVEGATE_IP, ACTIVEGATE_SERVICE, AUDIT_NAMESPACES, AUDIT_PODS } from '../support/audit-seeds.js';
+import { consulInjectorDeployment, istioInjectorConfigMap, istioMeshConfigMap } from '../support/peer-settings.js';
+import { CONSUL, ISTIO_CANARY } from '../support/peer-webhooks.js';
 import { repoRoot } from '../support/review.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
 import { createPod } from './support/pods.js';
 import { limitedUser } from './support/users.js';
+import { calledButIgnored } from './support/webhooks.js';
 
 const DAY = 86_400_000;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mg-cli-e2e-'));
@@ -340,6 +343,7 @@ describe('doctor against a real kube-apiserver', () => {
     expect(status).toEqual({
       webhook: 'ok',
       order: 'ok',
+      peers: 'ok',
       scope: 'ok',
       failurePolicy: 'ok',
       timeout: 'ok',
@@ -440,6 +444,54 @@ describe('doctor against a real kube-apiserver', () => {
     });
     const nc = JSON.parse((await cli(['doctor', '-o', 'json'], noCa)).stdout) as DoctorReport;
     expect(nc.checks.find((c) => c.check === 'caBundle')!.status).toBe('fail');
+  });
+
+  it('shows the discovered peers, their selectors and settings, and every config mirror that disagrees', async () => {
+    const kc = await installation(async () => {
+      await make(ours('0-mesh-guard', b64(ca.cert)));
+      await make(secret(good.cert));
+      await cp.ensureNamespace('istio-system');
+      await cp.ensureNamespace('consul');
+      await make(calledButIgnored(ISTIO_CANARY) as Obj);
+      await make(calledButIgnored(CONSUL) as Obj);
+      await make(istioInjectorConfigMap({ revision: 'canary', neverInjectSelector: '- matchExpressions:\n  - {key: job-name, operator: Exists}' }) as Obj);
+      await make(istioMeshConfigMap('canary', { defaultConfig: '  statusPort: 15030' }) as Obj);
+      await make(consulInjectorDeployment({ defaultInject: true }) as Obj);
+    });
+    const r = await cli(['doctor', '-o', 'json'], kc);
+    const report = JSON.parse(r.stdout) as DoctorReport;
+    const istio = report.peers!.find((p) => p.peer === 'Istio')!;
+    expect(istio.webhooks[0]).toBe(
+      'istio-sidecar-injector-canary/rev.namespace.sidecar-injector.istio.io: namespaceSelector !istio-injection,istio.io/rev in (canary), objectSelector sidecar.istio.io/inject notin (false)',
+    );
+    expect(istio.settings).toEqual([
+      'ConfigMap istio-system/istio-sidecar-injector-canary: policy enabled, neverInjectSelector [job-name], alwaysInjectSelector [], ENABLE_NATIVE_SIDECARS auto, holdApplicationUntilProxyStarts false',
+      'ConfigMap istio-system/istio-canary: enablePrometheusMerge true, defaultConfig.statusPort 15030, defaultConfig.holdApplicationUntilProxyStarts false',
+    ]);
+    expect(report.peers!.find((p) => p.peer === 'Consul')!.settings[0]).toMatch(/^Deployment consul\/consul-connect-injector: -default-inject=true -default-enable-transparent-proxy=true -allow-k8s-namespace \[\*\]/);
+    const mirrors = report.checks.filter((c) => c.check === 'mirror').map((c) => c.message);
+    expect(mirrors).toEqual([
+      'config consul.injectByDefault is false, but Deployment consul/consul-connect-injector -default-inject is true; mesh-guard follows the cluster and uses consul.injectByDefault only where discovery has no answer',
+      'config istio.statusPort is 15020, but ConfigMap istio-system/istio-canary defaultConfig.statusPort is 15030; mesh-guard follows the cluster and uses istio.statusPort only where discovery has no answer',
+    ]);
+    expect(report.checks.find((c) => c.check === 'peers')!.message).toBe('discovered Istio, Consul from their webhook configurations; predictions follow them');
+    const table = await cli(['doctor'], kc);
+    keepForDocs('doctor-peers.txt', table);
+    expect(table.stdout).toContain('Peers discovered (webhook selectors, and the settings read from their own objects):\n  Istio:\n    istio-sidecar-injector-canary/rev.namespace');
+    expect(table.stdout).toMatch(/\nwarn +mirror +config istio.statusPort is 15020, .*\. Fix: set istio.statusPort to 15030 in the config/);
+
+    // A settings object RBAC does not let it read: a warning, the rest as before.
+    const noConfigMaps = await limitedUser(cp, 'ci', 'doctor-no-configmaps', [
+      { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], verbs: ['get', 'list'] },
+      { apiGroups: [''], resources: ['services', 'endpoints', 'namespaces', 'nodes'], verbs: ['get', 'list'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
+      { apiGroups: ['apps'], resources: ['daemonsets', 'deployments'], verbs: ['get', 'list'] },
+    ]);
+    const d = JSON.parse((await cli(['doctor', '-o', 'json'], noConfigMaps.kubeconfigPath)).stdout) as DoctorReport;
+    const unread = d.checks.filter((c) => c.check === 'peerSettings').map((c) => c.message);
+    expect(unread).toHaveLength(2);
+    expect(unread[0]).toMatch(/^cannot read ConfigMap istio-system\/istio-sidecar-injector-canary: forbidden \(403\).*; the config mirrors stand in for it$/);
+    expect(d.peers!.find((p) => p.peer === 'Consul')!.settings[0]).toMatch(/^Deployment consul\/consul-connect-injector: -default-inject=true/);
   });
 
   it('RBAC: no get on the Secret is a warning, not a crash; no list on webhook configurations is exit 2', async () => {

@@ -7,43 +7,51 @@
  *
  * Faults a real API server does not produce on demand (410 Gone, a dropped watch, stalled or slow
  * answers, changes made while it is down) stay on test/support/fake-apiserver.ts in
- * test/cluster-view.test.ts. The view runs as its own ServiceAccount (get/list/watch on namespaces
- * and services), as mesh-guard does in a cluster; the tests change objects as the admin.
+ * test/cluster-view.test.ts. The view runs as its own ServiceAccount with the ClusterRole deploy/base
+ * ships (or less, where a test is about a refusal), as mesh-guard does in a cluster; the tests change
+ * objects as the admin.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { CoreV1Api, KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, RbacAuthorizationV1Api, type V1MutatingWebhookConfiguration, type V1Pod, type V1PolicyRule, type V1Service } from '@kubernetes/client-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createClusterView, SYNCED_METRIC, type ClusterViewDeps, type ClusterViewTiming } from '../../src/cluster/kube-view.js';
 import type { ClusterView } from '../../src/cluster/view.js';
+import { peerSeesPodCreate, type WebhookDiscovery } from '../../src/cluster/webhooks.js';
 import { parseConfig } from '../../src/config/load.js';
 import { defaultConfig, type Config } from '../../src/config/schema.js';
 import { admitOverHttps, CIDRS, consulPod, DT_NS, PORTS } from '../support/consul.js';
 import { istioInject, NS, podOf, storedScrapeEnv } from '../support/istio.js';
 import { latencies, percentile, startLoad } from '../support/load-loop.js';
+import { consulInjectorDeployment, istioInjectorConfigMap, istioMeshConfigMap } from '../support/peer-settings.js';
+import { CONSUL, ISTIO_CANARY, ISTIO_DEFAULT } from '../support/peer-webhooks.js';
 import { applyOps, decodePatch, review, type ReviewResponse } from '../support/review.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { auditEvents, type AuditEvent } from './support/audit.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
 import { eventually, setNamespaceLabels } from './support/pods.js';
 import { limitedUser, type LimitedUser } from './support/users.js';
+import { calledButIgnored, deleteWebhookConfiguration, deployBaseObjects } from './support/webhooks.js';
 
 const AG_LABELS = { 'app.kubernetes.io/component': 'activegate', 'app.kubernetes.io/name': 'dynatrace-operator' };
 const FAST: Partial<ClusterViewTiming> = { backoffInitialMs: 50, backoffMaxMs: 400, degradeAfterMs: 300, listTimeoutMs: 1_000 };
 const NAME_LABEL = 'kubernetes.io/metadata.name';
 
-/** What the view reads: namespaces and Services, get/list/watch. */
+/** What mesh-guard's ClusterRole in deploy/base grants: the view runs with exactly that. */
+const VIEW_RULES: V1PolicyRule[] = (deployBaseObjects().find((o) => o.kind === 'ClusterRole' && o.metadata?.name === 'mesh-guard')!['rules'] as V1PolicyRule[]);
+
+/** What the view reads: namespaces and Services, the webhook configurations and the peers' settings objects. */
 const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
   - level: Metadata
     verbs: [get, list, watch]
-    resources: [{ group: "", resources: [namespaces, services] }]
+    resources: [{ group: "", resources: [namespaces, services, configmaps] }, { group: apps, resources: [deployments] }, { group: admissionregistration.k8s.io, resources: [mutatingwebhookconfigurations] }]
   - level: None
 `;
 
@@ -56,7 +64,7 @@ const views: ClusterView[] = [];
 beforeAll(async () => {
   cp = await startControlPlane({ auditPolicy: AUDIT_POLICY });
   core = cp.kc.makeApiClient(CoreV1Api);
-  viewer = await limitedUser(cp, 'mesh-guard', 'viewer', [{ apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] }]);
+  viewer = await limitedUser(cp, 'mesh-guard', 'viewer', VIEW_RULES);
 });
 afterAll(async () => {
   await closeViews();
@@ -153,7 +161,7 @@ describe('cluster view on a real kube-apiserver', () => {
   });
 
   it('lists and watches with the label selector, a resourceVersion, bookmarks and a server-side timeout', async () => {
-    const user = await limitedUser(cp, 'mesh-guard', 'request-shape', [{ apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] }]);
+    const user = await limitedUser(cp, 'mesh-guard', 'request-shape', VIEW_RULES);
     const { view } = startView({ cfg: { activeGateNamespace: 'dynatrace' }, deps: { env: { KUBECONFIG: user.kubeconfigPath } } });
     await view.ready();
     const svc = await eventually('list and watch in the audit log', 10_000, async () => {
@@ -207,7 +215,7 @@ describe('cluster view on a real kube-apiserver', () => {
   });
 
   it('answers a miss with one live GET: a namespace the API server does not have is absent, and cached', async () => {
-    const user = await limitedUser(cp, 'mesh-guard', 'one-get', [{ apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] }]);
+    const user = await limitedUser(cp, 'mesh-guard', 'one-get', VIEW_RULES);
     const { view } = startView({ deps: { env: { KUBECONFIG: user.kubeconfigPath } } });
     await view.ready();
     const [a, b] = await Promise.all([view.namespaceLabels('nope'), view.namespaceLabels('nope')]);
@@ -227,7 +235,7 @@ describe('cluster view on a real kube-apiserver', () => {
   });
 
   it('connects in-cluster over HTTPS with a ServiceAccount token and the cluster CA', async () => {
-    const sa = await limitedUser(cp, 'mesh-guard', 'in-cluster', [{ apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] }]);
+    const sa = await limitedUser(cp, 'mesh-guard', 'in-cluster', VIEW_RULES);
     const saDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sa-'));
     fs.writeFileSync(path.join(saDir, 'token'), sa.token);
     fs.writeFileSync(path.join(saDir, 'ca.crt'), cp.caPem);
@@ -352,6 +360,229 @@ describe('consul-activegate-exclusions with the ActiveGate Service from a real k
   });
 });
 
+// ---- the peers' webhook configurations and settings objects (issue 15) ------------------------
+
+const MWC_NAMES = ['istio-sidecar-injector-canary', 'istio-sidecar-injector', 'consul-connect-injector', 'dynatrace-webhook'];
+const CANARY_NAMES = ['istio-sidecar-injector-canary', 'istio-canary'];
+
+function known(d: WebhookDiscovery): Extract<WebhookDiscovery, { state: 'known' }> {
+  if (d.state !== 'known') throw new Error(`webhooks unknown: ${d.reason}`);
+  return d;
+}
+
+/** deploy/base's rules, with `configMaps` added to the names of the ConfigMap rule (as docs/install.md says for a revision). */
+function viewRulesWith(configMaps: readonly string[]): V1PolicyRule[] {
+  return VIEW_RULES.map((r) => (r.resources?.includes('configmaps') ? { ...r, resourceNames: [...(r.resourceNames ?? []), ...configMaps] } : r));
+}
+
+/** A second ClusterRole for an existing ServiceAccount: what an operator grants later. */
+async function grant(user: LimitedUser, name: string, rules: V1PolicyRule[]): Promise<void> {
+  const [, , namespace, sa] = user.username.split(':');
+  const rbac = cp.kc.makeApiClient(RbacAuthorizationV1Api);
+  await rbac.createClusterRole({ body: { metadata: { name }, rules } });
+  await rbac.createClusterRoleBinding({
+    body: { metadata: { name }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name }, subjects: [{ kind: 'ServiceAccount', name: sa!, namespace: namespace! }] },
+  });
+}
+
+const admissionApi = () => cp.kc.makeApiClient(AdmissionregistrationV1Api);
+const createConfiguration = (text: string, edit: (o: Record<string, unknown>) => void = () => undefined) => {
+  const body = calledButIgnored(text);
+  edit(body);
+  return admissionApi().createMutatingWebhookConfiguration({ body: body as V1MutatingWebhookConfiguration });
+};
+async function removeConfigurations(): Promise<void> {
+  for (const name of MWC_NAMES) await deleteWebhookConfiguration(cp.kc, name);
+}
+
+/** Creates an object as the admin (each test removes what it made). */
+const put = (obj: object) => KubernetesObjectApi.makeApiClient(cp.kc).create(obj as never);
+
+/** The view as `user` (a kubeconfig of its ServiceAccount). */
+const viewAs = (user: LimitedUser) => startView({ deps: { env: { KUBECONFIG: user.kubeconfigPath } } });
+const query = (e: AuditEvent | undefined) => new URL(e?.requestURI ?? '/', 'https://x').searchParams;
+
+describe('cluster view: mutating webhook configurations on a real kube-apiserver (peer discovery)', () => {
+  afterEach(async () => {
+    await closeViews();
+    await removeConfigurations();
+  });
+
+  it('lists and watches them, answers from memory and follows add, change and delete', async () => {
+    await createConfiguration(ISTIO_CANARY);
+    const user = await limitedUser(cp, 'mesh-guard', 'mwc-follow', viewRulesWith(CANARY_NAMES));
+    const { view: v, lines } = viewAs(user);
+    await v.ready();
+    expect(v.state).toBe('synced');
+    expect(lines.find((l) => l.clusterView === 'synced')?.['webhookConfigurations']).toBe(1);
+    const watch = await eventually('the watch in the audit log', 10_000, async () =>
+      requestsBy(user.username).find((e) => e.objectRef?.resource === 'mutatingwebhookconfigurations' && e.verb === 'watch'),
+    );
+    expect(query(watch).get('allowWatchBookmarks')).toBe('true');
+    expect(query(watch).get('resourceVersion')).toMatch(/^\d+$/);
+
+    const first = known(v.mutatingWebhooks!());
+    expect(first.peers.istio.map((w) => w.name)).toEqual(['rev.namespace.sidecar-injector.istio.io', 'rev.object.sidecar-injector.istio.io']);
+    expect(v.mutatingWebhooks!()).toBe(first); // the same answer until something changes
+    const canaryNs = { state: 'known', labels: { 'istio.io/rev': 'canary' } } as const;
+    expect(peerSeesPodCreate('istio', first, { namespace: 'app', labels: new Map() }, canaryNs).reason).toBe(
+      'Istio webhook istio-sidecar-injector-canary/rev.namespace.sidecar-injector.istio.io matches: namespace label istio.io/rev=canary',
+    );
+
+    await createConfiguration(CONSUL);
+    await eventually('Consul configuration added', 10_000, async () => (known(v.mutatingWebhooks!()).peers.consul.length === 1 ? true : undefined));
+    const stored = await admissionApi().readMutatingWebhookConfiguration({ name: 'istio-sidecar-injector-canary' });
+    stored.webhooks!.splice(1, 1);
+    await admissionApi().replaceMutatingWebhookConfiguration({ name: 'istio-sidecar-injector-canary', body: stored });
+    await eventually('Istio webhook removed', 10_000, async () => (known(v.mutatingWebhooks!()).peers.istio.length === 1 ? true : undefined));
+    await deleteWebhookConfiguration(cp.kc, 'istio-sidecar-injector-canary');
+    await eventually('Istio configuration deleted', 10_000, async () => (known(v.mutatingWebhooks!()).peers.istio.length === 0 ? true : undefined));
+    expect(known(v.mutatingWebhooks!()).configurations.map((c) => c.name)).toEqual(['consul-connect-injector']);
+    expect(lines.filter((l) => l.level >= 40)).toHaveLength(0);
+  });
+
+  it('keeps only what matching reads: no caBundle, no CEL, no managedFields in the cache', async () => {
+    // The CEL must compile (the API server checks it); its text must not reach the cache.
+    await createConfiguration(ISTIO_DEFAULT, (o) => {
+      (o['metadata'] as Record<string, unknown>)['annotations'] = { 'kubectl.kubernetes.io/last-applied-configuration': 'x'.repeat(2000) };
+      const hooks = o['webhooks'] as Array<Record<string, unknown>>;
+      (hooks[0]!['clientConfig'] as Record<string, unknown>)['caBundle'] = 'LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t';
+      hooks[0]!['matchConditions'] = [{ name: 'skip-jobs', expression: "request.namespace != 'secret-cel-text'" }];
+    });
+    const { view: v, lines } = startView();
+    await v.ready();
+    // A change arrives through the watch, the first objects through the list: both are trimmed.
+    await createConfiguration(CONSUL);
+    await eventually('second configuration', 10_000, async () => (known(v.mutatingWebhooks!()).configurations.length === 2 ? true : undefined));
+    const stored = await admissionApi().readMutatingWebhookConfiguration({ name: 'istio-sidecar-injector' });
+    expect(stored.metadata?.managedFields?.length, 'the API server keeps managedFields').toBeGreaterThan(0);
+    // The informer's own cache (private; looked at here because "never full objects" is the claim).
+    const cache = (v as unknown as { mwcInformer: { lw: { list(): unknown[] } } }).mwcInformer.lw.list();
+    const text = JSON.stringify(cache) + JSON.stringify(v.mutatingWebhooks!());
+    for (const gone of ['LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t', 'secret-cel-text', 'last-applied', 'managedFields', 'failurePolicy', '"path"']) {
+      expect(text).not.toContain(gone);
+    }
+    expect(known(v.mutatingWebhooks!()).peers.istio[0]!.matchConditions).toEqual(['skip-jobs']);
+    expect(lines.filter((l) => l.level >= 40)).toHaveLength(0);
+  });
+
+  it('without RBAC for them the view still syncs, discovery is unknown with one warning, and recovers when granted', async () => {
+    await createConfiguration(ISTIO_CANARY);
+    const user = await limitedUser(cp, 'mesh-guard', 'no-mwc', [{ apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['get', 'list', 'watch'] }]);
+    const { view: v, lines } = viewAs(user);
+    await v.ready();
+    expect(v.state).toBe('synced');
+    const d = v.mutatingWebhooks!();
+    expect(d.state).toBe('unknown');
+    expect(d.state === 'unknown' && d.reason).toMatch(/^not allowed to list mutatingwebhookconfigurations \(HTTP 403: .*forbidden: User "system:serviceaccount:mesh-guard:no-mwc" cannot list resource "mutatingwebhookconfigurations"/);
+    expect(peerSeesPodCreate('istio', d, { namespace: 'app', labels: new Map() }, { state: 'known', labels: {} }).state).toBe('unknown');
+    const refused = () => requestsBy(user.username).filter((e) => e.objectRef?.resource === 'mutatingwebhookconfigurations' && e.responseStatus?.code === 403);
+    await eventually('retries, each refused by RBAC', 10_000, async () => (refused().length >= 3 ? true : undefined));
+    const warnings = lines.filter((l) => l.level === 40);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.clusterView).toBe('webhooks-forbidden');
+    expect(warnings[0]?.msg).toMatch(/deploy\/base\/rbac\.yaml/);
+
+    await grant(user, 'e2e-grant-no-mwc', [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], verbs: ['get', 'list', 'watch'] }]);
+    await eventually('discovery after the grant', 20_000, async () => (v.mutatingWebhooks!().state === 'known' ? true : undefined));
+    expect(known(v.mutatingWebhooks!()).peers.istio).toHaveLength(2);
+    expect(v.state).toBe('synced');
+  });
+});
+
+describe("cluster view: the peers' settings objects on a real kube-apiserver", () => {
+  const CM_PATH = '/api/v1/namespaces/istio-system/configmaps';
+  const DEPLOY_PATH = '/apis/apps/v1/namespaces/consul/deployments';
+  const lookup = (v: ClusterView, key: string) => v.peerSettings!().get(key);
+  const core = () => cp.kc.makeApiClient(CoreV1Api);
+  beforeAll(async () => {
+    await cp.ensureNamespace('istio-system');
+    await cp.ensureNamespace('consul');
+  });
+  afterEach(async () => {
+    await closeViews();
+    await removeConfigurations();
+    for (const name of ['istio-sidecar-injector-canary', 'istio-canary', 'istio']) {
+      await core().deleteNamespacedConfigMap({ namespace: 'istio-system', name }).catch(() => undefined);
+    }
+    await cp.kc.makeApiClient(AppsV1Api).deleteNamespacedDeployment({ namespace: 'consul', name: 'consul-connect-injector' }).catch(() => undefined);
+  });
+
+  it('reads by name only the objects the webhooks point at, keeps only the parsed settings, and follows changes', async () => {
+    await createConfiguration(ISTIO_CANARY);
+    await put(istioInjectorConfigMap({ revision: 'canary' }));
+    await put(istioMeshConfigMap('canary'));
+    await put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'istio', namespace: 'istio-system' }, data: { mesh: 'enablePrometheusMerge: false' } });
+    await put(consulInjectorDeployment({ defaultInject: true }));
+    const user = await limitedUser(cp, 'mesh-guard', 'settings-follow', viewRulesWith(CANARY_NAMES));
+    const { view: v, lines } = viewAs(user);
+    await v.ready();
+    await eventually('injector ConfigMap read', 10_000, async () => (lookup(v, 'istio-injector:istio-system/istio-sidecar-injector-canary')?.state === 'known' ? true : undefined));
+    await eventually('mesh config read', 10_000, async () => (lookup(v, 'istio-mesh:istio-system/istio-canary')?.state === 'known' ? true : undefined));
+    // Named requests only, in istiod's namespace; nothing for the default revision (no webhook for it) or Consul (none yet).
+    const settingsRequests = () =>
+      requestsBy(user.username)
+        .filter((e) => e.objectRef?.resource === 'configmaps' || e.objectRef?.resource === 'deployments')
+        .map((e) => ({ verb: e.verb, path: (e.requestURI ?? '').split('?')[0], name: query(e).get('fieldSelector') }));
+    const both = await eventually('list and watch of both in the audit log', 10_000, async () => {
+      const r = settingsRequests();
+      return r.filter((x) => x.verb === 'watch').length >= 2 ? r : undefined;
+    });
+    expect(new Set(both.map((r) => `${r.path}?${r.name}`))).toEqual(new Set([`${CM_PATH}?metadata.name=istio-sidecar-injector-canary`, `${CM_PATH}?metadata.name=istio-canary`]));
+    expect(v.peerSettings!()).toBe(v.peerSettings!()); // one answer until something changes
+
+    const cm = await core().readNamespacedConfigMap({ namespace: 'istio-system', name: 'istio-sidecar-injector-canary' });
+    cm.data!['config'] = cm.data!['config']!.replace('policy: enabled', 'policy: disabled');
+    await core().replaceNamespacedConfigMap({ namespace: 'istio-system', name: 'istio-sidecar-injector-canary', body: cm });
+    await eventually('policy change seen', 10_000, async () => {
+      const l = lookup(v, 'istio-injector:istio-system/istio-sidecar-injector-canary');
+      return l?.state === 'known' && (l.value as { policy: string }).policy === 'disabled' ? true : undefined;
+    });
+
+    // Consul's webhook appears: its Deployment is read from then on.
+    await createConfiguration(CONSUL);
+    await eventually('Consul injector read', 10_000, async () => (lookup(v, 'consul-injector:consul/consul-connect-injector')?.state === 'known' ? true : undefined));
+    await eventually('the Deployment watched by name', 10_000, async () =>
+      settingsRequests().some((r) => r.verb === 'watch' && r.path === DEPLOY_PATH && r.name === 'metadata.name=consul-connect-injector') ? true : undefined,
+    );
+    const consul = lookup(v, 'consul-injector:consul/consul-connect-injector');
+    expect(consul?.state === 'known' && consul.source).toBe('Deployment consul/consul-connect-injector');
+
+    // The caches hold no templates, command lines or environment values.
+    const watcher = (v as unknown as { settingsWatcher: { informers: Map<string, { informer: { lw: { list(): unknown[] } } }> } }).settingsWatcher;
+    const cached = JSON.stringify([...watcher.informers.values()].map((i) => i.informer.lw.list()));
+    for (const gone of ['istio-init', 'Template_Version', 'inject-connect', 'not-a-real-token', 'consul-dataplane-image', 'meshNetworks', 'managedFields']) expect(cached).not.toContain(gone);
+
+    // Its webhook configuration goes: the Deployment is no longer read.
+    await deleteWebhookConfiguration(cp.kc, 'consul-connect-injector');
+    await eventually('Consul injector dropped', 10_000, async () => (lookup(v, 'consul-injector:consul/consul-connect-injector') === undefined ? true : undefined));
+    expect(lines.filter((l) => l.level >= 40)).toHaveLength(0);
+  });
+
+  it('an object RBAC does not grant: one warning naming it, the mirrors answer, the view stays synced; read once granted', async () => {
+    await createConfiguration(ISTIO_CANARY);
+    await put(istioMeshConfigMap('canary'));
+    // The injector ConfigMap's name is granted but the object is absent; the mesh config is not granted.
+    const user = await limitedUser(cp, 'mesh-guard', 'settings-refused', viewRulesWith(['istio-sidecar-injector-canary']));
+    const { view: v, lines } = viewAs(user);
+    await v.ready();
+    await eventually('warning', 10_000, async () => (lines.some((l) => l.clusterView === 'settings-forbidden') ? true : undefined));
+    const refused = () => requestsBy(user.username).filter((e) => e.objectRef?.resource === 'configmaps' && query(e).get('fieldSelector') === 'metadata.name=istio-canary' && e.responseStatus?.code === 403);
+    await eventually('retries, each refused by RBAC', 10_000, async () => (refused().length >= 3 ? true : undefined));
+    const l = lookup(v, 'istio-mesh:istio-system/istio-canary');
+    expect(l?.state === 'unknown' && l.reason).toMatch(/^not allowed to read ConfigMap istio-system\/istio-canary \(HTTP 403/);
+    expect(lines.filter((x) => x.level === 40)).toHaveLength(1);
+    expect(lines.find((x) => x.clusterView === 'settings-forbidden')?.msg).toMatch(/add "istio-canary" to the resourceNames in deploy\/base\/rbac\.yaml/);
+    // A missing object is unknown too, and says so.
+    const injector = () => lookup(v, 'istio-injector:istio-system/istio-sidecar-injector-canary');
+    await eventually('absent injector', 10_000, async () => (injector()?.state === 'unknown' && /does not exist$/.test((injector() as { reason: string }).reason) ? true : undefined));
+    expect(v.state).toBe('synced');
+
+    await grant(user, 'e2e-grant-istio-canary', [{ apiGroups: [''], resources: ['configmaps'], resourceNames: ['istio-canary'], verbs: ['list', 'watch'] }]);
+    await eventually('read after the grant', 20_000, async () => (lookup(v, 'istio-mesh:istio-system/istio-canary')?.state === 'known' ? true : undefined));
+  });
+});
+
 // ---- the API server goes away -----------------------------------------------------------------
 
 describe('the API server stopped and started again', () => {
@@ -427,7 +658,7 @@ describe('the API server stopped and started again', () => {
         `outage: ${load.records.length} requests, ${failed.length} failed; p99 before ${p99.before.toFixed(1)} ms (${before.length}), ` +
           `during ${p99.during.toFixed(1)} ms (${during.length}), after ${p99.after.toFixed(1)} ms (${after.length}); ` +
           `degraded ${Math.round(degradedAt - outageAt)} ms after the stop began, synced ${Math.round(recoveredAt - restartAt)} ms after the restart began; ` +
-          `${warnings.length} cluster-view warning(s), ${serverWarnings.length} server warning(s)`,
+          `${warnings.length} cluster-view warning(s) (${warnings.map((w) => w.clusterView).join(', ')}), ${serverWarnings.length} server warning(s)`,
       );
 
       expect(failed.map((f) => f.error).slice(0, 5)).toEqual([]);
@@ -435,7 +666,7 @@ describe('the API server stopped and started again', () => {
       expect(during.length).toBeGreaterThan(200);
       // No latency cliff: 2x, plus 5 ms for timer noise when the baseline p99 is a few ms.
       expect(p99.during).toBeLessThanOrEqual(2 * p99.before + 5);
-      expect(warnings, 'one warning for the state change').toHaveLength(1);
+      expect(warnings.map((w) => `${w.clusterView}: ${w.msg}`), 'one warning for the state change').toHaveLength(1);
       expect(warnings[0]!.clusterView).toBe('degraded');
       expect(serverWarnings, 'no per-request warnings').toEqual([]);
       expect(lines.filter((l) => l.clusterView === 'synced')).toHaveLength(2);
@@ -443,6 +674,24 @@ describe('the API server stopped and started again', () => {
       await s.close(); // closes the view too
     }
   }, 120_000);
+
+  it('serves the webhook configurations it has through the outage', async () => {
+    await createConfiguration(CONSUL);
+    try {
+      const { view } = startView();
+      await view.ready();
+      await eventually('consul seen', 10_000, async () => (view.mutatingWebhooks!().state === 'known' && known(view.mutatingWebhooks!()).peers.consul.length === 1 ? true : undefined));
+      await cp.stopApiServer();
+      await eventually('degraded', 20_000, async () => (view.state === 'degraded' ? true : undefined));
+      expect(known(view.mutatingWebhooks!()).peers.consul).toHaveLength(1);
+      await cp.startApiServer();
+      await eventually('synced again', 30_000, async () => (view.state === 'synced' ? true : undefined));
+      expect(known(view.mutatingWebhooks!()).peers.consul).toHaveLength(1);
+    } finally {
+      await closeViews();
+      await removeConfigurations();
+    }
+  }, 90_000);
 
   // Last in the file: it leaves the API server stopped (afterAll stops the rest).
   it('close() leaves no timers behind after an outage with pending restarts', async () => {

@@ -12,30 +12,17 @@
  * mesh config once they are added, as docs/install.md tells users to do.
  */
 import { AppsV1Api, CoreV1Api, RbacAuthorizationV1Api, type V1ClusterRole, type V1Pod } from '@kubernetes/client-node';
-import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consulInjectorDeployment, istioInjectorConfigMap, istioMeshConfigMap } from '../support/peer-settings.js';
 import { consulSkipping, ISTIO_CANARY } from '../support/peer-webhooks.js';
 import { startControlPlane, type ControlPlane } from './support/controlplane.js';
 import { startMeshGuard, type MeshGuard } from './support/mesh-guard.js';
 import { annotations, createPod, eventually } from './support/pods.js';
-import { apply } from './support/webhooks.js';
+import { apply, calledButIgnored } from './support/webhooks.js';
 
 const DT_NS = { 'dynakube.internal.dynatrace.com/instance': 'dk' };
 const DT_SCRAPE = { 'metrics.dynatrace.com/scrape': 'true', 'metrics.dynatrace.com/port': '8080' };
 const EXCLUDE_PORTS = 'consul.hashicorp.com/transparent-proxy-exclude-outbound-ports';
-
-/** A peer's configuration as rendered, failing open and fast: its Service does not exist here. */
-function calledButIgnored(text: string): Record<string, unknown> {
-  const mwc = parse(text) as { webhooks: Array<Record<string, unknown>> };
-  for (const w of mwc.webhooks) {
-    w['failurePolicy'] = 'Ignore';
-    w['timeoutSeconds'] = 2;
-    w['admissionReviewVersions'] = ['v1'];
-    delete (w['clientConfig'] as Record<string, unknown>)['caBundle'];
-  }
-  return mwc;
-}
 
 let n = 0;
 const pod = (namespace: string, extra: Record<string, string> = {}): V1Pod => ({

@@ -26,6 +26,8 @@ export interface AuditEvent {
   requestURI?: string;
   user?: { username: string };
   objectRef?: { resource?: string; namespace?: string; name?: string };
+  /** The HTTP status the API server answered with (403 for an RBAC refusal). */
+  responseStatus?: { code?: number };
   annotations?: Record<string, string>;
 }
 
