@@ -10,7 +10,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { KubeConfig, type V1Service } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { clusterIPsOf, createClusterView, SYNCED_METRIC, type ClusterViewTiming } from '../src/cluster/kube-view.js';
+import { clusterIPsOf, createClusterView, refusedForGood, SYNCED_METRIC, type ClusterViewTiming } from '../src/cluster/kube-view.js';
 import { offlineClusterView, type ClusterView } from '../src/cluster/view.js';
 import { defaultConfig, type Config } from '../src/config/schema.js';
 import { FakeApiServer } from './support/fake-apiserver.js';
@@ -246,5 +246,18 @@ describe('clusterIPsOf', () => {
 describe('cluster view: peer discovery without a cluster', () => {
   it('the offline view does not discover webhooks', () => {
     expect(offlineClusterView.mutatingWebhooks).toBeUndefined();
+  });
+});
+
+describe('refusedForGood: when a 403 is missing RBAC rather than an API server that just started', () => {
+  it.each([
+    ['never listed: the first 403', { lastErrorCode: 403, synced: false, refusals: 1 }, true],
+    ['listed before: one 403 right after a restart', { lastErrorCode: 403, synced: true, refusals: 1 }, false],
+    ['listed before: three 403s in a row', { lastErrorCode: 403, synced: true, refusals: 3 }, false],
+    ['listed before: four 403s in a row', { lastErrorCode: 403, synced: true, refusals: 4 }, true],
+    ['not a 403', { lastErrorCode: 500, synced: false, refusals: 0 }, false],
+    ['no error', { lastErrorCode: undefined, synced: true, refusals: 0 }, false],
+  ] as const)('%s', (_name, informer, expected) => {
+    expect(refusedForGood(informer)).toBe(expected);
   });
 });

@@ -488,7 +488,7 @@ class KubeClusterView implements ClusterView {
   }
 
   private warnIfWebhooksForbidden(): void {
-    if (this.forbiddenWarned || this.mwcInformer.lastErrorCode !== 403) return;
+    if (this.forbiddenWarned || !refusedForGood(this.mwcInformer)) return;
     this.forbiddenWarned = true;
     this.log.warn(
       { clusterView: 'webhooks-forbidden', err: this.mwcInformer.lastError },
@@ -569,6 +569,19 @@ interface WatchOwner {
 }
 
 /** A client-node ListWatch plus what it lacks: restart with backoff, health, bounded requests. */
+/**
+ * A 403 is missing RBAC, except briefly after an API server (re)start: it serves requests before
+ * its RBAC authorizer has loaded the roles and denies until then (seen against kube-apiserver
+ * v1.36.3 in test/e2e/cluster-view.e2e.ts, a second or two after the restart). So an informer that
+ * has listed before warns only after this many 403s in a row (at least 3.5 s of backoff, more
+ * after an outage); one that never listed warns at the first 403.
+ */
+const REFUSALS_ONCE_LISTED = 4;
+
+export function refusedForGood(informer: Pick<ManagedInformer<KubernetesObject>, 'lastErrorCode' | 'synced' | 'refusals'>): boolean {
+  return informer.lastErrorCode === 403 && (!informer.synced || informer.refusals >= REFUSALS_ONCE_LISTED);
+}
+
 class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
   readonly lw: ListWatch<T>;
   /** A watch was answered 200 after a successful list at least once. */
@@ -579,6 +592,8 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
   /** HTTP status of the last error, when it had one (403: RBAC). */
   lastErrorCode: number | undefined;
   private failures = 0;
+  /** 403s in a row, since the last success or other error. */
+  refusals = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private readonly inflight = new Set<AbortController>();
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
@@ -635,6 +650,7 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
 
   onWatchConnected(): void {
     this.failures = 0;
+    this.refusals = 0;
     this.lastError = undefined;
     this.lastErrorCode = undefined;
     const changed = !this.healthy || !this.synced;
@@ -681,6 +697,7 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
     this.failures++;
     this.lastError = errorText(err);
     this.lastErrorCode = statusCode(err);
+    this.refusals = this.lastErrorCode === 403 ? this.refusals + 1 : 0;
     this.healthy = false;
     const base = this.backoffMs(this.failures - 1);
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
@@ -825,7 +842,7 @@ class SettingsWatcher {
   private warnIfForbidden(ref: SettingsRef): void {
     const key = settingsKey(ref);
     const informer = this.informers.get(key)?.informer;
-    if (!informer || informer.lastErrorCode !== 403 || this.warned.has(key)) return;
+    if (!informer || !refusedForGood(informer) || this.warned.has(key)) return;
     this.warned.add(key);
     this.hooks.log.warn(
       { clusterView: 'settings-forbidden', object: describeRef(ref), err: informer.lastError },
