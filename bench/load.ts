@@ -33,6 +33,8 @@ export interface LoadSpec {
   readonly count?: number;
   /** Return every latency sample too (to merge percentiles across slices). */
   readonly raw?: boolean;
+  /** With raw: also when each sampled request was due (ms since the epoch), to cut the run into windows. */
+  readonly times?: boolean;
 }
 
 export interface LoadResult {
@@ -50,6 +52,7 @@ export interface LoadResult {
   readonly generatorCpu: number;
   readonly averageBodyBytes: number;
   readonly latencies?: number[];
+  readonly dueAt?: number[];
 }
 
 interface Pending {
@@ -130,13 +133,15 @@ function connect(port: number, ca: string): Promise<tls.TLSSocket> {
   });
 }
 
-export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+/** `stop` ends a run early (as if its duration were up); in-flight requests still complete. */
+export async function runLoad(spec: LoadSpec, stop?: AbortSignal): Promise<LoadResult> {
   const set = bodySet(spec.size);
   const reqs = set.bodies.map(requestBuffer);
   const uids = set.bodies.map((b) => (JSON.parse(b.toString('utf8')) as { request: { uid: string } }).request.uid);
   const ca = fs.readFileSync(spec.caFile, 'utf8');
 
   const latencies: number[] = [];
+  const dueAt: number[] = [];
   const errorSamples: string[] = [];
   let errors = 0;
   let patched = 0;
@@ -171,6 +176,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const onResponse = (c: Conn, p: Pending, status: number, body: Buffer) => {
     const now = performance.now();
     latencies.push(now - p.start);
+    if (spec.times) dueAt.push(performance.timeOrigin + p.start);
     if (status !== 200) fail(`status ${status}: ${body.toString('utf8').slice(0, 200)}`);
     else {
       try {
@@ -206,6 +212,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   if (spec.durationMs !== undefined) stopAt = t0 + spec.durationMs;
+  stop?.addEventListener('abort', () => (stopAt = performance.now()));
 
   if (spec.mode === 'closed') {
     for (const c of conns) if (moreToSend()) sendOn(c, performance.now());
@@ -245,11 +252,15 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     generatorCpu: (cpu.user + cpu.system) / 1000 / elapsedMs,
     averageBodyBytes: set.averageBytes,
     ...(spec.raw ? { latencies } : {}),
+    ...(spec.raw && spec.times ? { dueAt } : {}),
   };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  runLoad(JSON.parse(process.argv[2]!) as LoadSpec).then(
+  // SIGTERM ends the run early and still prints the result (bench/scale.ts cuts runs this way).
+  const stop = new AbortController();
+  process.once('SIGTERM', () => stop.abort());
+  runLoad(JSON.parse(process.argv[2]!) as LoadSpec, stop.signal).then(
     (r) => {
       // A pipe write is asynchronous: exit only once the result is out.
       process.stdout.write(JSON.stringify(r) + '\n', () => process.exit(0));

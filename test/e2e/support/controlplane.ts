@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { generate } from 'selfsigned';
-import { repoRoot } from '../../support/review.js';
+import { repoRoot } from '../../support/repo-root.js';
 import { freePort } from '../../support/process.js';
 
 export const BIN_DIR = path.join(repoRoot, '.build/bin');

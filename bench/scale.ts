@@ -1,0 +1,528 @@
+/**
+ * `npm run bench:scale`: mesh-guard's cost as the cluster grows, against the end-to-end suite's real
+ * control plane (kube-apiserver + etcd from .build/bin, test/e2e/support/controlplane.ts) and
+ * mesh-guard run as a process with the shipped ServiceAccount's RBAC (test/e2e/support/mesh-guard.ts).
+ *
+ *   npm run bench:scale                         N = 1,000 / 5,000 / 10,000 namespaces, P = 10,000 / 50,000 pods
+ *   npm run bench:scale -- --smoke              a small N and P in well under two minutes, checks only (CI)
+ *   npm run bench:scale -- --compare=DIR        also run another build's dist (DIR/src/server/main.js) at each N
+ *   npm run bench:scale -- --ns=1000,5000 --pods=10000 --no-write
+ *
+ * The cluster: N namespaces (a third labelled istio-injection=enabled, a third with the Dynatrace
+ * operator's dynakube.internal.dynatrace.com/instance label, each created as `kubectl apply` would:
+ * field manager kubectl-client-side-apply and the last-applied annotation), 200 Services of which 3
+ * are ActiveGates (the default activeGateLabelSelector, namespace dynatrace), and P pods spread over
+ * 50 namespaces. Everything is created through client-node with bounded concurrency; pods are
+ * created with mesh-guard's webhook configuration deleted (no controller runs them; they are only
+ * stored, and audit reads them).
+ *
+ * Per N, per build: mesh-guard's start → /readyz 200 (the first sync included: syncTimeoutMs is
+ * raised so ready means synced), resident memory (VmRSS) 3 s after ready, admission latency at 200
+ * reviews/s for 10 s (bench/load.ts, medium bodies, sent straight to mesh-guard), then the same load
+ * through a restart of kube-apiserver (restartApiServer): latency and mesh-guard's CPU from the
+ * restart until the view is synced again, and the informers' list requests after it (the apiserver
+ * audit log), which shows whether the restart forced a full relist.
+ * Per P: `mesh-guard audit` (the CLI, admin kubeconfig) under /usr/bin/time -v: wall time, peak RSS,
+ * and the API requests it made (audit log: every get/list, with its limit).
+ *
+ * Exit status is non-zero when the harness breaks, not when a target is missed.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AdmissionregistrationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { startControlPlane, type ControlPlane } from '../test/e2e/support/controlplane.js';
+import { startMeshGuard, type MeshGuard } from '../test/e2e/support/mesh-guard.js';
+import { percentile, type LoadResult, type LoadSpec } from './load.js';
+import { startCommand } from './start-command.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const LOAD_JS = path.join(repoRoot, 'dist/bench/load.js');
+const MAIN_JS = path.join(repoRoot, 'dist/src/server/main.js');
+const CLI_JS = path.join(repoRoot, 'dist/src/cli/main.js');
+const OUT = path.join(repoRoot, 'bench/RESULTS.md');
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const SMOKE = args.includes('--smoke');
+const WRITE = !SMOKE && !args.includes('--no-write');
+const numbers = (v: string | undefined, dflt: number[]) => (v ? v.split(',').map(Number) : dflt);
+const NS_STEPS = numbers(flag('ns'), SMOKE ? [50, 120] : [1_000, 5_000, 10_000]);
+const POD_STEPS = numbers(flag('pods'), SMOKE ? [300] : [10_000, 50_000]);
+const COMPARE = flag('compare');
+const STEADY_MS = SMOKE ? 2_000 : 10_000;
+const RATE = 200;
+const CONCURRENCY = 24;
+const POD_NAMESPACES = SMOKE ? 3 : 50;
+const SERVICES = SMOKE ? 20 : 200;
+const ACTIVE_GATES = 3;
+
+const AG_LABELS = { 'app.kubernetes.io/component': 'activegate', 'app.kubernetes.io/name': 'dynatrace-operator' };
+const SA_USER = 'system:serviceaccount:mesh-guard:mesh-guard';
+/** get/list/watch only (creates would make the fill slow); one event per request. */
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["get", "list", "watch"]
+- level: None
+`;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (s: string) => console.log(`[scale ${new Date().toISOString().slice(11, 19)}] ${s}`);
+const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+
+// ---- filling the cluster -----------------------------------------------------------------------
+
+/** Runs fn(i) for i in [from, to) with at most `concurrency` in flight; 409 (exists) counts as done. */
+async function bounded(from: number, to: number, fn: (i: number) => Promise<unknown>, concurrency = CONCURRENCY): Promise<number> {
+  const t0 = Date.now();
+  let next = from;
+  const worker = async () => {
+    while (next < to) {
+      const i = next++;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await fn(i);
+          break;
+        } catch (err) {
+          const code = (err as { code?: number }).code;
+          if (code === 409) break;
+          if (attempt >= 5) throw err;
+          await sleep(200 * 2 ** attempt); // 429/5xx while the apiserver is busy
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return Date.now() - t0;
+}
+
+const nsName = (i: number) => `team-${String(i).padStart(5, '0')}`;
+
+function namespaceLabels(i: number): Record<string, string> {
+  const base = { 'team.example.com/owner': `team-${i % 97}`, environment: i % 5 === 0 ? 'staging' : 'production' };
+  if (i % 3 === 0) return { ...base, 'istio-injection': 'enabled' };
+  if (i % 3 === 1) return { ...base, 'dynakube.internal.dynatrace.com/instance': 'dynakube' };
+  return base;
+}
+
+async function fillNamespaces(core: CoreV1Api, from: number, to: number): Promise<number> {
+  return bounded(from, to, (i) => {
+    const metadata = { name: nsName(i), labels: namespaceLabels(i) };
+    const applied = JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata });
+    return core.createNamespace({
+      body: { metadata: { ...metadata, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': `${applied}\n` } } },
+      fieldManager: 'kubectl-client-side-apply',
+    });
+  });
+}
+
+async function fillServices(core: CoreV1Api): Promise<void> {
+  await bounded(0, SERVICES, (i) => {
+    const ag = i < ACTIVE_GATES;
+    const namespace = ag ? 'dynatrace' : nsName(i);
+    const name = ag ? `dynakube-activegate-${i}` : `svc-${i}`;
+    return core.createNamespacedService({
+      namespace,
+      body: {
+        metadata: { name, labels: ag ? { ...AG_LABELS, 'app.kubernetes.io/created-by': 'dynakube' } : { app: name } },
+        spec: { selector: { app: name }, ports: [{ name: 'https', port: 443, targetPort: 9999 }] },
+      },
+    });
+  });
+}
+
+/** A pod as a Deployment makes it; a third with an Istio sidecar, a third with OneAgent injected. */
+function podBody(i: number): V1Pod {
+  const app = `app-${i % 500}`;
+  const pod: V1Pod = {
+    metadata: {
+      name: `${app}-${(i * 7919).toString(36).padStart(6, '0')}-${i}`,
+      labels: { app, 'pod-template-hash': (i % 500).toString(36).padStart(8, 'x') },
+      annotations: { 'kubectl.kubernetes.io/restartedAt': '2026-11-20T17:32:11Z' },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${app}-rs`, uid: '6f1d2a44-0000-4000-8000-000000000000', controller: true }],
+    },
+    spec: {
+      automountServiceAccountToken: false,
+      containers: [
+        {
+          name: 'app',
+          image: `registry.example.com/${app}:1.4.2`,
+          ports: [{ containerPort: 8080, name: 'http' }],
+          env: [{ name: 'LOG_LEVEL', value: 'info' }, { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+          resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } },
+        },
+      ],
+    },
+  };
+  if (i % 3 === 0) {
+    pod.metadata!.annotations!['sidecar.istio.io/status'] = '{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"]}';
+    pod.spec!.containers.push({ name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.28.0', args: ['proxy', 'sidecar'], ports: [{ containerPort: 15090, name: 'http-envoy-prom' }] });
+  } else if (i % 3 === 1) {
+    pod.metadata!.annotations!['oneagent.dynatrace.com/injected'] = 'true';
+    pod.spec!.initContainers = [{ name: 'dynatrace-operator', image: 'public.ecr.aws/dynatrace/dynatrace-operator:v1.7.0', args: ['init'] }];
+  }
+  return pod;
+}
+
+async function fillPods(cp: ControlPlane, core: CoreV1Api, from: number, to: number): Promise<number> {
+  for (let n = 0; n < POD_NAMESPACES; n++) await cp.ensureNamespace(`pods-${n}`, n % 2 === 0 ? { 'istio-injection': 'enabled' } : {});
+  return bounded(from, to, (i) => core.createNamespacedPod({ namespace: `pods-${i % POD_NAMESPACES}`, body: podBody(i) }));
+}
+
+// ---- measuring -------------------------------------------------------------------------------
+
+function procStatus(pid: number): { rssKiB: number; hwmKiB: number } {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM') };
+}
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** utime + stime of a process, in ms. */
+function cpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+interface LoadRun {
+  readonly result: Promise<LoadResult>;
+  stop(): void;
+}
+
+function startLoad(mg: MeshGuard, durationMs: number): LoadRun {
+  const spec: LoadSpec = {
+    port: mg.port,
+    caFile: path.join(mg.process().dir, 'ca.crt'),
+    size: 'medium',
+    mode: 'rate',
+    rps: RATE,
+    connections: 8,
+    durationMs,
+    raw: true,
+    times: true,
+  };
+  const child = spawn(process.execPath, [LOAD_JS, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  // 'close', not 'exit': stdout may still hold the result when the process has exited.
+  const result = new Promise<LoadResult>((resolve, reject) =>
+    child.on('close', (code) => {
+      try {
+        if (code !== 0) throw new Error(`load generator exited with ${code}`);
+        resolve(JSON.parse(out) as LoadResult);
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    }),
+  );
+  return { result, stop: () => child.kill('SIGTERM') };
+}
+
+interface Latency {
+  readonly requests: number;
+  readonly errors: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+/** Percentiles of the requests that were due in [from, to) (epoch ms). */
+function between(r: LoadResult, from: number, to: number): Latency {
+  const lat = r.latencies ?? [];
+  const due = r.dueAt ?? [];
+  const picked = Float64Array.from(lat.filter((_, i) => due[i]! >= from && due[i]! < to)).sort();
+  return { requests: picked.length, errors: r.errors, p50: percentile(picked, 50), p99: percentile(picked, 99), max: picked.length ? picked[picked.length - 1]! : NaN };
+}
+
+interface AuditEvent {
+  stage: string;
+  verb: string;
+  requestURI: string;
+  user: { username: string };
+  objectRef?: { resource?: string };
+  stageTimestamp: string;
+}
+
+function auditEvents(cp: ControlPlane, from: number, to = Infinity, user?: string): AuditEvent[] {
+  const text = fs.readFileSync(cp.auditLogPath!, 'utf8');
+  const out: AuditEvent[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const e = JSON.parse(line) as AuditEvent;
+    const t = Date.parse(e.stageTimestamp);
+    if (e.stage !== 'ResponseComplete' || t < from || t > to) continue;
+    if (user && e.user.username !== user) continue;
+    out.push(e);
+  }
+  return out;
+}
+
+interface ViewRun {
+  readonly build: string;
+  readonly namespaces: number;
+  readonly readyMs: number;
+  readonly state: string;
+  readonly rssMiB: number;
+  readonly hwmMiB: number;
+  readonly steady: Latency;
+  readonly relist?: {
+    readonly latency: Latency;
+    readonly apiDownMs: number;
+    /** From the restart until the view is synced again. */
+    readonly resyncMs: number;
+    readonly cpuCores: number;
+    readonly cpuMs: number;
+    readonly lists: number;
+    readonly rssAfterMiB: number;
+  };
+}
+
+const mib = (kib: number) => kib / 1024;
+
+async function measureView(cp: ControlPlane, mg: MeshGuard, build: string, namespaces: number, relist: boolean): Promise<ViewRun> {
+  await mg.stop();
+  const t0 = performance.now();
+  await mg.start();
+  const readyMs = performance.now() - t0;
+  const state = await mg.clusterView();
+  await sleep(3_000);
+  const pid = mg.process().child.pid!;
+  const { rssKiB, hwmKiB } = procStatus(pid);
+
+  const steadyRun = startLoad(mg, STEADY_MS);
+  const steadyResult = await steadyRun.result;
+  const steady = between(steadyResult, 0, Infinity);
+  if (steadyResult.errors) throw new Error(`${steadyResult.errors} admission errors at steady state: ${steadyResult.errorSamples.join('; ')}`);
+  log(`${build} N=${namespaces}: ready ${readyMs.toFixed(0)} ms (${state}), RSS ${mib(rssKiB).toFixed(1)} MiB, steady p50 ${steady.p50.toFixed(2)} p99 ${steady.p99.toFixed(2)} ms`);
+  if (!relist) return { build, namespaces, readyMs, state, rssMiB: mib(rssKiB), hwmMiB: mib(hwmKiB), steady };
+
+  const run = startLoad(mg, 300_000);
+  await sleep(2_000);
+  const linesBefore = mg.lines().length;
+  const cpu0 = cpuMs(pid);
+  const tRestart = Date.now();
+  await cp.restartApiServer();
+  const tUp = Date.now();
+  log(`${build} N=${namespaces}: apiserver restarted in ${tUp - tRestart} ms`);
+  // The view turns degraded while the apiserver is away (degradeAfterMs) and logs "synced" when its informers are back.
+  const deadline = Date.now() + 180_000;
+  let tSynced: number | undefined;
+  while (Date.now() < deadline && tSynced === undefined) {
+    const synced = mg.lines().slice(linesBefore).find((l) => l['clusterView'] === 'synced');
+    if (synced) tSynced = Date.parse(String(synced['time']));
+    else await sleep(100);
+  }
+  if (tSynced === undefined) throw new Error('the cluster view did not log "synced" again within 180 s of the apiserver restart (was it ever degraded?)');
+  await sleep(1_000);
+  const tEnd = Date.now();
+  const cpu = cpuMs(pid) - cpu0;
+  run.stop();
+  const result = await run.result;
+  if (result.errors) throw new Error(`${result.errors} admission errors during the relist: ${result.errorSamples.join('; ')}`);
+  await sleep(500); // the audit log is written as requests complete
+  const lists = auditEvents(cp, tRestart, tEnd, SA_USER).filter((e) => e.verb === 'list').length;
+  const latency = between(result, tRestart, tEnd);
+  const rssAfter = procStatus(pid).rssKiB;
+  log(`${build} N=${namespaces}: relist p50 ${latency.p50.toFixed(2)} p99 ${latency.p99.toFixed(2)} ms, resync ${tSynced - tRestart} ms, ${lists} list requests, CPU ${(cpu / (tEnd - tRestart)).toFixed(2)} cores`);
+  return {
+    build,
+    namespaces,
+    readyMs,
+    state,
+    rssMiB: mib(rssKiB),
+    hwmMiB: mib(hwmKiB),
+    steady,
+    relist: { latency, apiDownMs: tUp - tRestart, resyncMs: tSynced - tRestart, cpuCores: cpu / (tEnd - tRestart), cpuMs: cpu, lists, rssAfterMiB: mib(rssAfter) },
+  };
+}
+
+interface AuditRun {
+  readonly pods: number;
+  readonly namespaces: number;
+  readonly wallS: number;
+  readonly peakMiB: number;
+  readonly exit: number;
+  readonly requests: number;
+  readonly byResource: Record<string, number>;
+  readonly unboundedLists: number;
+}
+
+async function measureAudit(cp: ControlPlane, pods: number, namespaces: number): Promise<AuditRun> {
+  const t0 = Date.now();
+  // Not execFileSync: the control plane's children write to pipes this process must keep reading.
+  const child = spawn('/usr/bin/time', ['-v', process.execPath, CLI_JS, 'audit', '--kubeconfig', cp.kubeconfigPath, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const exit = await new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+  const t1 = Date.now();
+  // 0: no risk, 1: risks found (the pods carry some); anything else is a failure.
+  if (exit !== 0 && exit !== 1) throw new Error(`audit exited with ${exit}: ${stderr.slice(-2000)}`);
+  if (!stderr) throw new Error('no /usr/bin/time output');
+  const peakKiB = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(stderr)?.[1]);
+  const [m, s] = (/Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+(?:\.\d+)?)$/m.exec(stderr) ?? []).slice(1);
+  const wallS = Number(m ?? 0) * 60 + Number(s ?? (t1 - t0) / 1000);
+  await sleep(500);
+  const events = auditEvents(cp, t0 - 1_000, t1 + 1_000, 'e2e-admin');
+  const byResource: Record<string, number> = {};
+  let unboundedLists = 0;
+  for (const e of events) {
+    const key = `${e.verb} ${e.objectRef?.resource ?? '?'}`;
+    byResource[key] = (byResource[key] ?? 0) + 1;
+    if (e.verb === 'list' && !/[?&]limit=\d+/.test(e.requestURI)) unboundedLists++;
+  }
+  log(`audit P=${pods}: ${wallS.toFixed(1)} s, peak ${mib(peakKiB).toFixed(0)} MiB, ${events.length} requests ${JSON.stringify(byResource)}, ${unboundedLists} without limit`);
+  return { pods, namespaces, wallS, peakMiB: mib(peakKiB), exit, requests: events.length, byResource, unboundedLists };
+}
+
+// ---- the run ---------------------------------------------------------------------------------
+
+/** Least-squares slope of y over x. */
+function slope(points: ReadonlyArray<readonly [number, number]>): number {
+  const n = points.length;
+  const mx = points.reduce((a, p) => a + p[0], 0) / n;
+  const my = points.reduce((a, p) => a + p[1], 0) / n;
+  const num = points.reduce((a, p) => a + (p[0] - mx) * (p[1] - my), 0);
+  const den = points.reduce((a, p) => a + (p[0] - mx) ** 2, 0);
+  return den === 0 ? NaN : num / den;
+}
+
+function report(meta: string[], views: readonly ViewRun[], audits: readonly AuditRun[]): string {
+  const f = (n: number | undefined, d = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
+  const out = [...meta, ''];
+  out.push('| build | namespaces | ready (ms) | view | RSS after sync (MiB) | steady p50 / p99 (ms) | relist p50 / p99 (ms) | p99 relist ÷ steady | apiserver down (ms) | restart → synced (ms) | mesh-guard CPU in relist (cores) | list requests after restart |');
+  out.push('|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const v of views) {
+    const r = v.relist;
+    out.push(
+      `| ${v.build} | ${v.namespaces} | ${f(v.readyMs, 0)} | ${v.state} | ${f(v.rssMiB)} | ${f(v.steady.p50, 2)} / ${f(v.steady.p99, 2)} | ${r ? `${f(r.latency.p50, 2)} / ${f(r.latency.p99, 2)}` : '-'} | ${r ? f(r.latency.p99 / v.steady.p99, 2) : '-'} | ${r ? r.apiDownMs : '-'} | ${r ? r.resyncMs : '-'} | ${r ? f(r.cpuCores, 2) : '-'} | ${r ? r.lists : '-'} |`,
+    );
+  }
+  out.push('');
+  for (const build of [...new Set(views.map((v) => v.build))]) {
+    const pts = views.filter((v) => v.build === build).map((v) => [v.namespaces, v.rssMiB * 1024] as const);
+    if (pts.length >= 2) out.push(`- ${build}: RSS slope ${f(slope(pts), 2)} KiB per namespace (least squares over ${pts.length} sizes), ${f(slope(pts) * 1000 / 1024, 2)} MiB per 1,000.`);
+  }
+  out.push('');
+  out.push('| pods | namespaces | audit wall (s) | peak RSS (MiB) | API requests | by verb and resource | lists without limit |');
+  out.push('|---:|---:|---:|---:|---:|---|---:|');
+  for (const a of audits) {
+    out.push(`| ${a.pods} | ${a.namespaces} | ${f(a.wallS)} | ${f(a.peakMiB, 0)} | ${a.requests} | ${Object.entries(a.byResource).map(([k, v]) => `${k}: ${v}`).join(', ')} | ${a.unboundedLists} |`);
+  }
+  if (audits.length >= 2) {
+    out.push('');
+    out.push(`- audit: ${f(slope(audits.map((a) => [a.pods / 1000, a.wallS])), 2)} s and ${f(slope(audits.map((a) => [a.pods / 1000, a.peakMiB])), 2)} MiB per 1,000 pods.`);
+  }
+  return out.join('\n');
+}
+
+function writeResults(block: string): void {
+  const begin = '<!-- scale:begin (written by npm run bench:scale) -->';
+  const end = '<!-- scale:end -->';
+  const text = fs.readFileSync(OUT, 'utf8');
+  const section = `${begin}\n${block}\n${end}`;
+  const i = text.indexOf(begin);
+  const j = text.indexOf(end);
+  fs.writeFileSync(OUT, i >= 0 && j > i ? text.slice(0, i) + section + text.slice(j + end.length) : `${text.trimEnd()}\n\n## Scale (latest run)\n\n${section}\n`);
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const meta = [
+    `- Run ${started.toISOString()} on ${os.availableParallelism()} CPUs, ${os.cpus()[0]?.model ?? '?'}, Node ${process.version}. Load average at start ${loadavg()}.`,
+  ];
+  log(`load average ${loadavg()}`);
+  const cp = await startControlPlane({ auditPolicy: AUDIT_POLICY });
+  const core = cp.kc.makeApiClient(CoreV1Api);
+  const start = startCommand(repoRoot);
+  const env = { ...start.env, NODE_OPTIONS: start.flags.join(' ') };
+  const config = 'cluster:\n  syncTimeoutMs: 120000\n';
+  const builds: Array<{ name: string; entry: string }> = [{ name: 'this build', entry: MAIN_JS }];
+  if (COMPARE) builds.push({ name: path.basename(path.resolve(COMPARE, '..')), entry: path.join(path.resolve(COMPARE), 'src/server/main.js') });
+  const guards: MeshGuard[] = [];
+  process.once('exit', () => guards.forEach((g) => g.process().kill('SIGKILL')));
+  try {
+    // The namespaces the benchmark bodies name (bench/bodies.ts), labelled as the cluster they model.
+    await cp.ensureNamespace('shop', { 'dynakube.internal.dynatrace.com/instance': 'dynakube' });
+    await cp.ensureNamespace('payments', { 'istio-injection': 'enabled' });
+    for (const ns of ['billing', 'istio-system', 'dynatrace']) await cp.ensureNamespace(ns);
+    const t = await fillNamespaces(core, 0, SERVICES); // the Services live in the first namespaces
+    await fillServices(core);
+    log(`${SERVICES} namespaces and ${SERVICES} Services (${ACTIVE_GATES} ActiveGates) in ${t} ms`);
+    for (const b of builds) {
+      guards.push(await startMeshGuard(cp, { entry: b.entry, env, configYaml: config, readyTimeoutMs: 150_000 }));
+      await guards.at(-1)!.stop();
+    }
+    const views: ViewRun[] = [];
+    let have = SERVICES;
+    for (const n of NS_STEPS) {
+      const ms = await fillNamespaces(core, have, n);
+      log(`namespaces ${have} → ${n} in ${ms} ms (${(((n - have) / ms) * 1000).toFixed(0)}/s); load average ${loadavg()}`);
+      have = Math.max(have, n);
+      for (let i = 0; i < builds.length; i++) {
+        // The smoke restarts the apiserver once (the slow part); a full run at every size, for this build.
+        const relist = i === 0 && (!SMOKE || n === NS_STEPS.at(-1));
+        views.push(await measureView(cp, guards[i]!, builds[i]!.name, n, relist));
+        await guards[i]!.stop();
+      }
+    }
+
+    // Pods with mesh-guard's webhook absent: no admission call per pod.
+    await deleteMeshGuardWebhook(cp);
+    const audits: AuditRun[] = [];
+    let pods = 0;
+    for (const p of POD_STEPS) {
+      const ms = await fillPods(cp, core, pods, p);
+      log(`pods ${pods} → ${p} in ${ms} ms (${(((p - pods) / ms) * 1000).toFixed(0)}/s); load average ${loadavg()}`);
+      pods = p;
+      audits.push(await measureAudit(cp, p, have + POD_NAMESPACES));
+    }
+    meta.push(`- Load average at end ${loadavg()}. Total ${((Date.now() - started.getTime()) / 60_000).toFixed(1)} min. kube-apiserver ${cp.gitVersion}.`);
+    const block = report(meta, views, audits);
+    console.log(`\n${block}\n`);
+    if (WRITE) writeResults(block);
+    if (SMOKE) check(views, audits);
+  } finally {
+    for (const g of guards) await g.stop().catch(() => undefined);
+    await cp.stop();
+  }
+}
+
+async function deleteMeshGuardWebhook(cp: ControlPlane): Promise<void> {
+  try {
+    await cp.kc.makeApiClient(AdmissionregistrationV1Api).deleteMutatingWebhookConfiguration({ name: '0-mesh-guard' });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 404) throw err;
+  }
+}
+
+/** The smoke's checks: the harness measured what it claims to (no targets). */
+function check(views: readonly ViewRun[], audits: readonly AuditRun[]): void {
+  const problems: string[] = [];
+  for (const v of views) {
+    if (v.state !== 'synced') problems.push(`N=${v.namespaces}: view ${v.state} at ready`);
+    if (v.steady.requests < (RATE * STEADY_MS) / 1000 / 2) problems.push(`N=${v.namespaces}: only ${v.steady.requests} steady requests`);
+    if (v.relist && v.relist.lists < 2) problems.push(`N=${v.namespaces}: ${v.relist.lists} list requests after the apiserver restart (no relist?)`);
+    if (v.relist && v.relist.latency.requests === 0) problems.push(`N=${v.namespaces}: no requests in the relist window`);
+  }
+  for (const a of audits) {
+    if (a.unboundedLists) problems.push(`audit P=${a.pods}: ${a.unboundedLists} lists without limit`);
+    if (!(a.byResource['list pods'] ?? 0)) problems.push(`audit P=${a.pods}: no pod list seen in the audit log`);
+  }
+  if (problems.length) throw new Error(`scale smoke: ${problems.join('; ')}`);
+  log('smoke checks passed');
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.stack : err);
+    process.exit(1);
+  },
+);
