@@ -55,6 +55,7 @@ import {
   type WebhookConfigurationSummary,
   type WebhookDiscovery,
 } from './webhooks.js';
+import { trimNamespace, trimService } from './trim.js';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 export const SYNCED_METRIC = 'mesh_guard_cluster_view_synced';
@@ -255,7 +256,7 @@ class KubeClusterView implements ClusterView {
       log,
       timing,
     };
-    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (o) => this.core.listNamespace({}, o), undefined, hooks);
+    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (o) => this.core.listNamespace({}, o), undefined, hooks, trimNamespace);
     const agNs = cfg.activeGateNamespace;
     const selector = cfg.activeGateLabelSelector;
     this.svcInformer = agNs
@@ -266,6 +267,7 @@ class KubeClusterView implements ClusterView {
           (o) => this.core.listNamespacedService({ namespace: agNs, labelSelector: selector }, o),
           selector,
           hooks,
+          trimService,
         )
       : new ManagedInformer<V1Service>(
           'activegate-services',
@@ -274,6 +276,7 @@ class KubeClusterView implements ClusterView {
           (o) => this.core.listServiceForAllNamespaces({ labelSelector: selector }, o),
           selector,
           hooks,
+          trimService,
         );
 
     const admission = kc.makeApiClient(AdmissionregistrationV1Api);
