@@ -74,4 +74,8 @@ it('namespaces and ActiveGate Services are cached trimmed: no managedFields, ann
   const perNamespace = JSON.stringify(namespaces).length / namespaces.length;
   expect(perNamespace).toBeLessThan(160);
   expect(v.activeGateServiceIPs()).toEqual(['10.96.0.50']);
+  // Listed in pages (src/cluster/paged-list.ts): never one response holding every full namespace.
+  const lists = server.requests.filter((r) => r.path === '/api/v1/namespaces' && !r.watch);
+  expect(lists.length).toBeGreaterThan(0);
+  expect(lists.every((r) => r.query['limit'] === '500')).toBe(true);
 });

@@ -55,6 +55,7 @@ import {
   type WebhookConfigurationSummary,
   type WebhookDiscovery,
 } from './webhooks.js';
+import { pagedList } from './paged-list.js';
 import { trimNamespace, trimService } from './trim.js';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -256,7 +257,7 @@ class KubeClusterView implements ClusterView {
       log,
       timing,
     };
-    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (o) => this.core.listNamespace({}, o), undefined, hooks, trimNamespace);
+    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (o) => pagedList((page) => this.core.listNamespace(page, o), trimNamespace), undefined, hooks, trimNamespace);
     const agNs = cfg.activeGateNamespace;
     const selector = cfg.activeGateLabelSelector;
     this.svcInformer = agNs
@@ -264,7 +265,7 @@ class KubeClusterView implements ClusterView {
           'activegate-services',
           kc,
           `/api/v1/namespaces/${encodeURIComponent(agNs)}/services`,
-          (o) => this.core.listNamespacedService({ namespace: agNs, labelSelector: selector }, o),
+          (o) => pagedList((page) => this.core.listNamespacedService({ namespace: agNs, labelSelector: selector, ...page }, o), trimService),
           selector,
           hooks,
           trimService,
@@ -273,7 +274,7 @@ class KubeClusterView implements ClusterView {
           'activegate-services',
           kc,
           '/api/v1/services',
-          (o) => this.core.listServiceForAllNamespaces({ labelSelector: selector }, o),
+          (o) => pagedList((page) => this.core.listServiceForAllNamespaces({ labelSelector: selector, ...page }, o), trimService),
           selector,
           hooks,
           trimService,
