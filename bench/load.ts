@@ -260,8 +260,14 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   // SIGTERM ends the run early and still prints the result (bench/scale.ts cuts runs this way).
   const stop = new AbortController();
   process.once('SIGTERM', () => stop.abort());
+  const resultFile = process.argv[3];
   runLoad(JSON.parse(process.argv[2]!) as LoadSpec, stop.signal).then(
     (r) => {
+      // With a file name (bench/scale.ts): written synchronously, so no pipe can cut a long result short.
+      if (resultFile) {
+        fs.writeFileSync(resultFile, JSON.stringify(r));
+        process.exit(0);
+      }
       // A pipe write is asynchronous: exit only once the result is out.
       process.stdout.write(JSON.stringify(r) + '\n', () => process.exit(0));
     },

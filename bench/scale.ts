@@ -241,15 +241,13 @@ function startLoad(mg: MeshGuard, durationMs: number): LoadRun {
     raw: true,
     times: true,
   };
-  const child = spawn(process.execPath, [LOAD_JS, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-  // 'close', not 'exit': stdout may still hold the result when the process has exited.
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-scale-load-')), 'result.json');
+  const child = spawn(process.execPath, [LOAD_JS, JSON.stringify(spec), out], { stdio: ['ignore', 'inherit', 'inherit'] });
   const result = new Promise<LoadResult>((resolve, reject) =>
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       try {
-        if (code !== 0) throw new Error(`load generator exited with ${code}`);
-        resolve(JSON.parse(out) as LoadResult);
+        if (code !== 0) throw new Error(`load generator exited with ${code ?? signal}`);
+        resolve(JSON.parse(fs.readFileSync(out, 'utf8')) as LoadResult);
       } catch (err) {
         reject(err instanceof Error ? err : new Error(String(err)));
       }
