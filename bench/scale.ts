@@ -243,17 +243,30 @@ function startLoad(mg: MeshGuard, durationMs: number): LoadRun {
   };
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mesh-guard-scale-load-')), 'result.json');
   const child = spawn(process.execPath, [LOAD_JS, JSON.stringify(spec), out], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const t0 = Date.now();
+  let stopped: number | undefined;
   const result = new Promise<LoadResult>((resolve, reject) =>
     child.on('close', (code, signal) => {
       try {
         if (code !== 0) throw new Error(`load generator exited with ${code ?? signal}`);
+        if (!fs.existsSync(out)) {
+          const when = stopped === undefined ? 'before it was stopped' : `${Date.now() - stopped} ms after it was stopped`;
+          throw new Error(`load generator exited 0 after ${Date.now() - t0} ms, ${when}, without a result`);
+        }
         resolve(JSON.parse(fs.readFileSync(out, 'utf8')) as LoadResult);
       } catch (err) {
         reject(err instanceof Error ? err : new Error(String(err)));
       }
     }),
   );
-  return { result, stop: () => child.kill('SIGTERM') };
+  result.catch(() => undefined); // awaited later; a failure must not crash the run before that
+  return {
+    result,
+    stop: () => {
+      stopped = Date.now();
+      child.kill('SIGTERM');
+    },
+  };
 }
 
 interface Latency {
@@ -320,6 +333,7 @@ interface ViewRun {
     readonly lists: number;
     readonly rssAfterMiB: number;
   };
+  readonly relistError?: string;
 }
 
 const mib = (kib: number) => kib / 1024;
@@ -345,48 +359,66 @@ async function measureView(cp: ControlPlane, mg: MeshGuard, build: string, names
   const base = { build, namespaces, readyMs, state, rssMiB: mib(rssKiB), hwmMiB: mib(hwmKiB), rssAfterLoadMiB, heapUsedMiB, steady };
   if (!relist) return base;
 
-  const run = startLoad(mg, 300_000);
-  await sleep(2_000);
-  const linesBefore = mg.lines().length;
-  const samples: Array<[number, number]> = [[Date.now(), cpuMs(pid)]];
-  const sampler = setInterval(() => samples.push([Date.now(), cpuMs(pid)]), 100);
-  const tRestart = Date.now();
-  await cp.restartApiServer();
-  const tUp = Date.now();
-  log(`${build} N=${namespaces}: apiserver restarted in ${tUp - tRestart} ms`);
-  // The view turns degraded while the apiserver is away (degradeAfterMs) and logs "synced" when its informers are back.
-  const deadline = Date.now() + 180_000;
-  let tSynced: number | undefined;
-  while (Date.now() < deadline && tSynced === undefined) {
-    const synced = mg.lines().slice(linesBefore).find((l) => l['clusterView'] === 'synced');
-    if (synced) tSynced = Date.parse(String(synced['time']));
-    else await sleep(100);
+  try {
+    return { ...base, relist: await measureRelist(cp, mg, build, namespaces, pid) };
+  } catch (err) {
+    log(`${build} N=${namespaces}: relist measurement failed: ${err instanceof Error ? err.message : String(err)}`);
+    return { ...base, relistError: err instanceof Error ? err.message : String(err) };
   }
-  if (tSynced === undefined) throw new Error('the cluster view did not log "synced" again within 180 s of the apiserver restart (was it ever degraded?)');
-  await sleep(1_000);
-  const tEnd = Date.now();
-  clearInterval(sampler);
-  samples.push([tEnd, cpuMs(pid)]);
-  run.stop();
-  const result = await run.result;
-  if (result.errors) throw new Error(`${result.errors} admission errors during the relist: ${result.errorSamples.join('; ')}`);
-  await sleep(500); // the audit log is written as requests complete
-  const listEvents = auditEvents(cp, tRestart, tEnd, SA_USER).filter((e) => e.verb === 'list');
-  const lists = listEvents.length;
-  const tList = Math.min(tSynced, ...listEvents.map((e) => Date.parse(e.requestReceivedTimestamp)));
-  const outage = between(result, tRestart, tEnd);
-  const latency = between(result, tList, tEnd);
-  // mesh-guard's CPU over the relist window, from the 100 ms samples nearest its ends.
-  const at = (t: number) => samples.reduce((best, smp) => (Math.abs(smp[0] - t) < Math.abs(best[0] - t) ? smp : best));
-  const [c0, c1] = [at(tList), at(tEnd)];
-  const cpu = c1[1] - c0[1];
-  const cpuCores = cpu / Math.max(1, c1[0] - c0[0]);
-  const rssAfter = procStatus(pid).rssKiB;
-  log(`${build} N=${namespaces}: outage p99 ${outage.p99.toFixed(2)} ms; relist (${tEnd - tList} ms) p50 ${latency.p50.toFixed(2)} p99 ${latency.p99.toFixed(2)} ms, ${lists} list requests, CPU ${cpuCores.toFixed(2)} cores`);
-  return {
-    ...base,
-    relist: { outage, latency, relistMs: tEnd - tList, apiDownMs: tUp - tRestart, resyncMs: tSynced - tRestart, cpuCores, cpuMs: cpu, lists, rssAfterMiB: mib(rssAfter) },
-  };
+}
+
+async function measureRelist(cp: ControlPlane, mg: MeshGuard, build: string, namespaces: number, pid: number): Promise<NonNullable<ViewRun['relist']>> {
+  const run = startLoad(mg, 300_000);
+  try {
+    await sleep(2_000);
+    const linesBefore = mg.lines().length;
+    const samples: Array<[number, number]> = [[Date.now(), cpuMs(pid)]];
+    const sampler = setInterval(() => {
+      try {
+        samples.push([Date.now(), cpuMs(pid)]);
+      } catch {
+        // mesh-guard exited: the wait below reports it
+      }
+    }, 100);
+    const tRestart = Date.now();
+    await cp.restartApiServer();
+    const tUp = Date.now();
+    log(`${build} N=${namespaces}: apiserver restarted in ${tUp - tRestart} ms`);
+    // The view turns degraded while the apiserver is away (degradeAfterMs) and logs "synced" when its informers are back.
+    const deadline = Date.now() + 180_000;
+    let tSynced: number | undefined;
+    while (Date.now() < deadline && tSynced === undefined) {
+      const p = mg.process().child;
+      if (p.exitCode !== null || p.signalCode !== null) throw new Error(`mesh-guard exited (${p.exitCode ?? p.signalCode}) during the relist: ${mg.process().stderr().slice(-2000)}`);
+      const synced = mg.lines().slice(linesBefore).find((l) => l['clusterView'] === 'synced');
+      if (synced) tSynced = Date.parse(String(synced['time']));
+      else await sleep(100);
+    }
+    if (tSynced === undefined) throw new Error('the cluster view did not log "synced" again within 180 s of the apiserver restart (was it ever degraded?)');
+    await sleep(1_000);
+    const tEnd = Date.now();
+    clearInterval(sampler);
+    samples.push([tEnd, cpuMs(pid)]);
+    run.stop();
+    const result = await run.result;
+    if (result.errors) throw new Error(`${result.errors} admission errors during the relist: ${result.errorSamples.join('; ')}`);
+    await sleep(500); // the audit log is written as requests complete
+    const listEvents = auditEvents(cp, tRestart, tEnd, SA_USER).filter((e) => e.verb === 'list');
+    const lists = listEvents.length;
+    const tList = Math.min(tSynced, ...listEvents.map((e) => Date.parse(e.requestReceivedTimestamp)));
+    const outage = between(result, tRestart, tEnd);
+    const latency = between(result, tList, tEnd);
+    // mesh-guard's CPU over the relist window, from the 100 ms samples nearest its ends.
+    const at = (t: number) => samples.reduce((best, smp) => (Math.abs(smp[0] - t) < Math.abs(best[0] - t) ? smp : best));
+    const [c0, c1] = [at(tList), at(tEnd)];
+    const cpu = c1[1] - c0[1];
+    const cpuCores = cpu / Math.max(1, c1[0] - c0[0]);
+    const rssAfter = procStatus(pid).rssKiB;
+    log(`${build} N=${namespaces}: outage p99 ${outage.p99.toFixed(2)} ms; relist (${tEnd - tList} ms) p50 ${latency.p50.toFixed(2)} p99 ${latency.p99.toFixed(2)} ms, ${lists} list requests, CPU ${cpuCores.toFixed(2)} cores`);
+    return { outage, latency, relistMs: tEnd - tList, apiDownMs: tUp - tRestart, resyncMs: tSynced - tRestart, cpuCores, cpuMs: cpu, lists, rssAfterMiB: mib(rssAfter) };
+  } finally {
+    run.stop(); // also when the measurement failed half-way
+  }
 }
 
 /** V8's used heap as mesh-guard's /metrics reports it (prom-client's default metrics). */
@@ -458,6 +490,7 @@ function report(meta: string[], views: readonly ViewRun[], audits: readonly Audi
       `| ${v.build} | ${v.namespaces} | ${f(v.readyMs, 0)} | ${v.state} | ${f(v.rssMiB)} | ${f(v.rssAfterLoadMiB)} / ${f(v.heapUsedMiB)} | ${f(v.steady.p50, 2)} / ${f(v.steady.p99, 2)} | ${r ? `${f(r.outage.p50, 2)} / ${f(r.outage.p99, 2)}` : '-'} | ${r ? `${f(r.latency.p50, 2)} / ${f(r.latency.p99, 2)}, ${r.latency.requests}` : '-'} | ${r ? f(r.latency.p99 / v.steady.p99, 2) : '-'} | ${r ? r.apiDownMs : '-'} | ${r ? r.resyncMs : '-'} | ${r ? f(r.cpuCores, 2) : '-'} | ${r ? r.lists : '-'} | ${r ? f(r.rssAfterMiB) : '-'} |`,
     );
   }
+  for (const v of views) if (v.relistError) out.push(`- ${v.build} at ${v.namespaces}: the relist measurement failed: ${v.relistError}`);
   out.push('');
   for (const build of [...new Set(views.map((v) => v.build))]) {
     const pts = views.filter((v) => v.build === build).map((v) => [v.namespaces, v.rssMiB * 1024] as const);
@@ -577,6 +610,7 @@ function check(views: readonly ViewRun[], audits: readonly AuditRun[]): void {
     if (v.steady.requests < (RATE * STEADY_MS) / 1000 / 2) problems.push(`N=${v.namespaces}: only ${v.steady.requests} steady requests`);
     if (v.relist && v.relist.lists < 2) problems.push(`N=${v.namespaces}: ${v.relist.lists} list requests after the apiserver restart (no relist?)`);
     if (v.relist && v.relist.latency.requests === 0) problems.push(`N=${v.namespaces}: no requests in the relist window`);
+    if (v.relistError) problems.push(`N=${v.namespaces}: ${v.relistError}`);
   }
   for (const a of audits) {
     if (a.unboundedLists) problems.push(`audit P=${a.pods}: ${a.unboundedLists} lists without limit`);
