@@ -51,6 +51,10 @@ export interface LoadResult {
   /** Share of one core the generator used (user + system). */
   readonly generatorCpu: number;
   readonly averageBodyBytes: number;
+  /** Requests still in flight when a stopped run gave up waiting for them. */
+  readonly unanswered?: number;
+  /** The stopped run ended by that deadline rather than by its last answer. */
+  readonly gaveUp?: boolean;
   readonly latencies?: number[];
   readonly dueAt?: number[];
 }
@@ -151,6 +155,8 @@ export async function runLoad(spec: LoadSpec, stop?: AbortSignal): Promise<LoadR
   let done!: () => void;
   const finished = new Promise<void>((r) => (done = r));
   let stopping = false;
+  let unanswered = 0;
+  let gaveUp = false;
   const limit = spec.count ?? Infinity;
 
   const fail = (msg: string) => {
@@ -212,7 +218,17 @@ export async function runLoad(spec: LoadSpec, stop?: AbortSignal): Promise<LoadR
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   if (spec.durationMs !== undefined) stopAt = t0 + spec.durationMs;
-  stop?.addEventListener('abort', () => (stopAt = performance.now()));
+  // Stopped early: in-flight requests get a few seconds to answer, then the run ends without them
+  // (counted as unanswered), so a stuck connection cannot hold the result back.
+  stop?.addEventListener('abort', () => {
+    stopAt = performance.now();
+    setTimeout(() => {
+      gaveUp = true;
+      unanswered = conns.filter((c) => c.busy).length;
+      stopping = true;
+      done();
+    }, 5_000);
+  });
 
   if (spec.mode === 'closed') {
     for (const c of conns) if (moreToSend()) sendOn(c, performance.now());
@@ -251,6 +267,8 @@ export async function runLoad(spec: LoadSpec, stop?: AbortSignal): Promise<LoadR
     max: sorted.length ? sorted[sorted.length - 1]! : NaN,
     generatorCpu: (cpu.user + cpu.system) / 1000 / elapsedMs,
     averageBodyBytes: set.averageBytes,
+    unanswered,
+    gaveUp,
     ...(spec.raw ? { latencies } : {}),
     ...(spec.raw && spec.times ? { dueAt } : {}),
   };
@@ -261,6 +279,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const stop = new AbortController();
   process.once('SIGTERM', () => stop.abort());
   const resultFile = process.argv[3];
+  // Diagnosis of a run that ends without a result: the loop drained with the run unfinished.
+  process.once('beforeExit', () => process.stderr.write(`load: event loop drained before the run finished (stop ${stop.signal.aborted ? 'received' : 'not received'})\n`));
   runLoad(JSON.parse(process.argv[2]!) as LoadSpec, stop.signal).then(
     (r) => {
       // With a file name (bench/scale.ts): written synchronously, so no pipe can cut a long result short.
