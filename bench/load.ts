@@ -55,6 +55,7 @@ export interface LoadResult {
   readonly unanswered?: number;
   /** The stopped run ended by that deadline rather than by its last answer. */
   readonly gaveUp?: boolean;
+  readonly unansweredDueAt?: number[];
   readonly latencies?: number[];
   readonly dueAt?: number[];
 }
@@ -100,6 +101,10 @@ class Conn {
     socket.on('close', () => {
       if (this.pending) this.onError(this, 'connection closed with a request in flight');
     });
+  }
+
+  get inFlight(): Pending | undefined {
+    return this.pending;
   }
 
   send(req: Buffer, p: Pending): void {
@@ -157,6 +162,7 @@ export async function runLoad(spec: LoadSpec, stop?: AbortSignal): Promise<LoadR
   let stopping = false;
   let unanswered = 0;
   let gaveUp = false;
+  let unansweredDueAt: number[] = [];
   const limit = spec.count ?? Infinity;
 
   const fail = (msg: string) => {
@@ -224,7 +230,9 @@ export async function runLoad(spec: LoadSpec, stop?: AbortSignal): Promise<LoadR
     stopAt = performance.now();
     setTimeout(() => {
       gaveUp = true;
-      unanswered = conns.filter((c) => c.busy).length;
+      const stuck = conns.filter((c) => c.busy);
+      unanswered = stuck.length;
+      unansweredDueAt = stuck.map((c) => performance.timeOrigin + (c.inFlight?.start ?? NaN));
       stopping = true;
       done();
     }, 5_000);
@@ -269,6 +277,7 @@ export async function runLoad(spec: LoadSpec, stop?: AbortSignal): Promise<LoadR
     averageBodyBytes: set.averageBytes,
     unanswered,
     gaveUp,
+    unansweredDueAt,
     ...(spec.raw ? { latencies } : {}),
     ...(spec.raw && spec.times ? { dueAt } : {}),
   };

@@ -414,7 +414,10 @@ async function measureRelist(cp: ControlPlane, mg: MeshGuard, build: string, nam
     const cpu = c1[1] - c0[1];
     const cpuCores = cpu / Math.max(1, c1[0] - c0[0]);
     const rssAfter = procStatus(pid).rssKiB;
-    if (result.gaveUp) log(`${build} N=${namespaces}: the load generator stopped waiting 5 s after the stop (${result.unanswered} requests in flight)`);
+    if (result.gaveUp) {
+      const due = (result.unansweredDueAt ?? []).map((t) => `${Math.round(t - tRestart)} ms`).join(', ');
+      log(`${build} N=${namespaces}: the load generator stopped waiting 5 s after the stop (${result.unanswered} requests in flight, due at ${due} after the restart began; view synced at ${tSynced - tRestart} ms)`);
+    }
     log(`${build} N=${namespaces}: outage p99 ${outage.p99.toFixed(2)} ms; relist (${tEnd - tList} ms) p50 ${latency.p50.toFixed(2)} p99 ${latency.p99.toFixed(2)} ms, ${lists} list requests, CPU ${cpuCores.toFixed(2)} cores`);
     return { outage, latency, relistMs: tEnd - tList, apiDownMs: tUp - tRestart, resyncMs: tSynced - tRestart, cpuCores, cpuMs: cpu, lists, rssAfterMiB: mib(rssAfter) };
   } finally {
