@@ -368,6 +368,7 @@ async function measureView(cp: ControlPlane, mg: MeshGuard, build: string, names
 }
 
 async function measureRelist(cp: ControlPlane, mg: MeshGuard, build: string, namespaces: number, pid: number): Promise<NonNullable<ViewRun['relist']>> {
+  const answered0 = await metric(mg, 'mesh_guard_admission_duration_seconds_count');
   const run = startLoad(mg, 300_000);
   try {
     await sleep(2_000);
@@ -416,7 +417,11 @@ async function measureRelist(cp: ControlPlane, mg: MeshGuard, build: string, nam
     const rssAfter = procStatus(pid).rssKiB;
     if (result.gaveUp) {
       const due = (result.unansweredDueAt ?? []).map((t) => `${Math.round(t - tRestart)} ms`).join(', ');
-      log(`${build} N=${namespaces}: the load generator stopped waiting 5 s after the stop (${result.unanswered} requests in flight, due at ${due} after the restart began; view synced at ${tSynced - tRestart} ms)`);
+      const counted = (await metric(mg, 'mesh_guard_admission_duration_seconds_count')) - answered0;
+      log(
+        `${build} N=${namespaces}: the load generator stopped waiting 5 s after the stop (${result.unanswered} requests in flight, due at ${due} after the restart began; view synced at ${tSynced - tRestart} ms); ` +
+          `mesh-guard timed ${counted} admissions, the generator got ${result.requests} answers`,
+      );
     }
     log(`${build} N=${namespaces}: outage p99 ${outage.p99.toFixed(2)} ms; relist (${tEnd - tList} ms) p50 ${latency.p50.toFixed(2)} p99 ${latency.p99.toFixed(2)} ms, ${lists} list requests, CPU ${cpuCores.toFixed(2)} cores`);
     return { outage, latency, relistMs: tEnd - tList, apiDownMs: tUp - tRestart, resyncMs: tSynced - tRestart, cpuCores, cpuMs: cpu, lists, rssAfterMiB: mib(rssAfter) };
@@ -425,11 +430,16 @@ async function measureRelist(cp: ControlPlane, mg: MeshGuard, build: string, nam
   }
 }
 
+/** A sample from mesh-guard's /metrics (no labels). */
+async function metric(mg: MeshGuard, name: string): Promise<number> {
+  const res = await mg.process().request('GET', '/metrics');
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(res.body);
+  return m ? Number(m[1]) : NaN;
+}
+
 /** V8's used heap as mesh-guard's /metrics reports it (prom-client's default metrics). */
 async function heapUsed(mg: MeshGuard): Promise<number> {
-  const res = await mg.process().request('GET', '/metrics');
-  const m = /^mesh_guard_nodejs_heap_size_used_bytes (\S+)$/m.exec(res.body);
-  return m ? Number(m[1]) / 1024 / 1024 : NaN;
+  return (await metric(mg, 'mesh_guard_nodejs_heap_size_used_bytes')) / 1024 / 1024;
 }
 
 interface AuditRun {
