@@ -33,6 +33,8 @@ export interface LoadSpec {
   readonly count?: number;
   /** Return every latency sample too (to merge percentiles across slices). */
   readonly raw?: boolean;
+  /** With raw: also when each sampled request was due (ms since the epoch), to cut the run into windows. */
+  readonly times?: boolean;
 }
 
 export interface LoadResult {
@@ -49,7 +51,13 @@ export interface LoadResult {
   /** Share of one core the generator used (user + system). */
   readonly generatorCpu: number;
   readonly averageBodyBytes: number;
+  /** Requests still in flight when a stopped run gave up waiting for them. */
+  readonly unanswered?: number;
+  /** The stopped run ended by that deadline rather than by its last answer. */
+  readonly gaveUp?: boolean;
+  readonly unansweredDueAt?: number[];
   readonly latencies?: number[];
+  readonly dueAt?: number[];
 }
 
 interface Pending {
@@ -95,6 +103,10 @@ class Conn {
     });
   }
 
+  get inFlight(): Pending | undefined {
+    return this.pending;
+  }
+
   send(req: Buffer, p: Pending): void {
     this.busy = true;
     this.pending = p;
@@ -130,13 +142,15 @@ function connect(port: number, ca: string): Promise<tls.TLSSocket> {
   });
 }
 
-export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+/** `stop` ends a run early (as if its duration were up); in-flight requests still complete. */
+export async function runLoad(spec: LoadSpec, stop?: AbortSignal): Promise<LoadResult> {
   const set = bodySet(spec.size);
   const reqs = set.bodies.map(requestBuffer);
   const uids = set.bodies.map((b) => (JSON.parse(b.toString('utf8')) as { request: { uid: string } }).request.uid);
   const ca = fs.readFileSync(spec.caFile, 'utf8');
 
   const latencies: number[] = [];
+  const dueAt: number[] = [];
   const errorSamples: string[] = [];
   let errors = 0;
   let patched = 0;
@@ -146,6 +160,9 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   let done!: () => void;
   const finished = new Promise<void>((r) => (done = r));
   let stopping = false;
+  let unanswered = 0;
+  let gaveUp = false;
+  let unansweredDueAt: number[] = [];
   const limit = spec.count ?? Infinity;
 
   const fail = (msg: string) => {
@@ -171,6 +188,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const onResponse = (c: Conn, p: Pending, status: number, body: Buffer) => {
     const now = performance.now();
     latencies.push(now - p.start);
+    if (spec.times) dueAt.push(performance.timeOrigin + p.start);
     if (status !== 200) fail(`status ${status}: ${body.toString('utf8').slice(0, 200)}`);
     else {
       try {
@@ -206,6 +224,19 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   if (spec.durationMs !== undefined) stopAt = t0 + spec.durationMs;
+  // Stopped early: in-flight requests get a few seconds to answer, then the run ends without them
+  // (counted as unanswered), so a stuck connection cannot hold the result back.
+  stop?.addEventListener('abort', () => {
+    stopAt = performance.now();
+    setTimeout(() => {
+      gaveUp = true;
+      const stuck = conns.filter((c) => c.busy);
+      unanswered = stuck.length;
+      unansweredDueAt = stuck.map((c) => performance.timeOrigin + (c.inFlight?.start ?? NaN));
+      stopping = true;
+      done();
+    }, 5_000);
+  });
 
   if (spec.mode === 'closed') {
     for (const c of conns) if (moreToSend()) sendOn(c, performance.now());
@@ -244,13 +275,28 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     max: sorted.length ? sorted[sorted.length - 1]! : NaN,
     generatorCpu: (cpu.user + cpu.system) / 1000 / elapsedMs,
     averageBodyBytes: set.averageBytes,
+    unanswered,
+    gaveUp,
+    unansweredDueAt,
     ...(spec.raw ? { latencies } : {}),
+    ...(spec.raw && spec.times ? { dueAt } : {}),
   };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  runLoad(JSON.parse(process.argv[2]!) as LoadSpec).then(
+  // SIGTERM ends the run early and still prints the result (bench/scale.ts cuts runs this way).
+  const stop = new AbortController();
+  process.once('SIGTERM', () => stop.abort());
+  const resultFile = process.argv[3];
+  // Diagnosis of a run that ends without a result: the loop drained with the run unfinished.
+  process.once('beforeExit', () => process.stderr.write(`load: event loop drained before the run finished (stop ${stop.signal.aborted ? 'received' : 'not received'})\n`));
+  runLoad(JSON.parse(process.argv[2]!) as LoadSpec, stop.signal).then(
     (r) => {
+      // With a file name (bench/scale.ts): written synchronously, so no pipe can cut a long result short.
+      if (resultFile) {
+        fs.writeFileSync(resultFile, JSON.stringify(r));
+        process.exit(0);
+      }
       // A pipe write is asynchronous: exit only once the result is out.
       process.stdout.write(JSON.stringify(r) + '\n', () => process.exit(0));
     },

@@ -22,6 +22,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { percentile, type LoadResult, type LoadSpec } from './load.js';
+import { startCommand } from './start-command.js';
 import type { Size } from './bodies.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -38,25 +39,7 @@ const WRITE = !SMOKE && !args.includes('--no-write') && WITHOUT.length === 0;
 const REPS = SMOKE ? 1 : Number(args.find((a) => a.startsWith('--reps='))?.slice(7) ?? 3);
 const OUT = path.join(repoRoot, 'bench/RESULTS.md');
 
-/**
- * The environment and node flags mesh-guard runs with, taken from `npm start` (the image's
- * ENV and CMD carry the same ones; test/deploy-image.test.ts keeps them in step), so the
- * benchmark runs the server as users run it.
- */
-function startCommand(): { env: Record<string, string>; flags: string[] } {
-  const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const words = pkg.scripts.start.split(/\s+/);
-  const env: Record<string, string> = {};
-  while (/^[A-Z_]+=/.test(words[0] ?? '')) {
-    const [k, v] = words.shift()!.split('=') as [string, string];
-    env[k] = v;
-  }
-  if (words[0] !== 'node' || words.at(-1) !== 'dist/src/server/main.js') throw new Error(`unexpected start script: ${pkg.scripts.start}`);
-  const dropped = (w: string): boolean => WITHOUT.some((prefix) => w.startsWith(prefix));
-  for (const k of Object.keys(env)) if (dropped(k)) delete env[k];
-  return { env, flags: words.slice(1, -1).filter((w) => !dropped(w)) };
-}
-const MESH_GUARD = startCommand();
+const MESH_GUARD = startCommand(repoRoot, WITHOUT);
 
 const CLK_TCK = (() => {
   try {

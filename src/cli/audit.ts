@@ -69,6 +69,7 @@ import {
   KUBE_FLAGS,
   KUBE_FLAGS_HELP,
   describeKubeError,
+  eachPage,
   httpStatus,
   kubeFailure,
   listAll,
@@ -486,11 +487,13 @@ export async function auditCommand(args: readonly string[], io: CliIO): Promise<
   // Namespace labels (for the rules); optional.
   let namespaces: Map<string, Readonly<Record<string, string>>> | null = new Map();
   let namespacesUnknownReason: string | undefined;
+  // Page by page, keeping only the labels: 10,000 full namespaces would otherwise be held at once.
+  const keepLabels = (list: readonly V1Namespace[]) => {
+    for (const n of list) if (n.metadata?.name) namespaces!.set(n.metadata.name, { ...(n.metadata.labels ?? {}) });
+  };
   try {
-    const list: V1Namespace[] = scope
-      ? [await core.readNamespace({ name: scope }, withTimeout(timeoutMs))]
-      : await listAll<V1Namespace>(pageSize, (page) => core.listNamespace(page, withTimeout(timeoutMs)));
-    for (const n of list) if (n.metadata?.name) namespaces.set(n.metadata.name, { ...(n.metadata.labels ?? {}) });
+    if (scope) keepLabels([await core.readNamespace({ name: scope }, withTimeout(timeoutMs))]);
+    else await eachPage<V1Namespace>(pageSize, (page) => core.listNamespace(page, withTimeout(timeoutMs)), keepLabels);
   } catch (err) {
     namespaces = null;
     namespacesUnknownReason = optional(err, scope ? `cannot read namespace ${scope}` : 'cannot list namespaces');

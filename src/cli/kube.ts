@@ -170,14 +170,19 @@ export function pageOptions(limit: number, cont: string | undefined): { limit: n
 /** Lists page by page (limit/continue), so a big cluster never sits in one response. */
 export async function listAll<T>(limit: number, fetchPage: (page: ReturnType<typeof pageOptions>) => Promise<Page<T>>): Promise<T[]> {
   const out: T[] = [];
+  await eachPage(limit, fetchPage, (items) => void out.push(...items));
+  return out;
+}
+
+/** Like listAll, but hands over each page as it arrives: only what `use` keeps outlives its page. */
+export async function eachPage<T>(limit: number, fetchPage: (page: ReturnType<typeof pageOptions>) => Promise<Page<T>>, use: (items: T[]) => void): Promise<void> {
   let cont: string | undefined;
   for (let guard = 0; guard < 100_000; guard++) {
     const page = await fetchPage(pageOptions(limit, cont));
-    out.push(...(page.items ?? []));
+    use(page.items ?? []);
     cont = page.metadata?._continue || undefined;
     if (!cont) break;
   }
-  return out;
 }
 
 /** "v1.33.2-gke.100" → [1, 33]; undefined when unparseable. */

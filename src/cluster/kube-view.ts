@@ -66,6 +66,8 @@ import {
   type SettingsLookup,
   type SettingsRef,
 } from './peer-settings.js';
+import { pagedList } from './paged-list.js';
+import { trimNamespace, trimService } from './trim.js';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 export const SYNCED_METRIC = 'mesh_guard_cluster_view_synced';
@@ -267,7 +269,7 @@ class KubeClusterView implements ClusterView {
       log,
       timing,
     };
-    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (o) => this.core.listNamespace({}, o), undefined, hooks);
+    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (o) => pagedList((page) => this.core.listNamespace(page, o), trimNamespace), undefined, hooks, trimNamespace);
     const agNs = cfg.activeGateNamespace;
     const selector = cfg.activeGateLabelSelector;
     this.svcInformer = agNs
@@ -275,17 +277,19 @@ class KubeClusterView implements ClusterView {
           'activegate-services',
           kc,
           `/api/v1/namespaces/${encodeURIComponent(agNs)}/services`,
-          (o) => this.core.listNamespacedService({ namespace: agNs, labelSelector: selector }, o),
+          (o) => pagedList((page) => this.core.listNamespacedService({ namespace: agNs, labelSelector: selector, ...page }, o), trimService),
           selector,
           hooks,
+          trimService,
         )
       : new ManagedInformer<V1Service>(
           'activegate-services',
           kc,
           '/api/v1/services',
-          (o) => this.core.listServiceForAllNamespaces({ labelSelector: selector }, o),
+          (o) => pagedList((page) => this.core.listServiceForAllNamespaces({ labelSelector: selector, ...page }, o), trimService),
           selector,
           hooks,
+          trimService,
         );
 
     const admission = kc.makeApiClient(AdmissionregistrationV1Api);

@@ -5,7 +5,7 @@ import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { repoRoot } from './review.js';
+import { repoRoot } from './repo-root.js';
 
 export interface ServerProcess {
   readonly child: ChildProcess;

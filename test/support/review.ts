@@ -5,8 +5,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import jsonpatch from 'fast-json-patch';
 import { parseAllDocuments } from 'yaml';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -14,7 +12,7 @@ import { expect } from 'vitest';
 import { isQualifiedName } from '../../src/admission/annotations.js';
 import { readCorpus } from './corpus.js';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export { repoRoot } from './repo-root.js';
 
 /** An Istio CNI node-agent pod: node-agent-guard patches it. The background load of the transport tests. */
 export const istioCniNodePod = {

@@ -40,6 +40,12 @@ export interface MeshGuardOptions {
   readonly installedFor?: { port: number };
   /** The serving certificate for 127.0.0.1 and localhost, and its CA; by default issued by the control plane's CA. */
   readonly tls?: { cert: string; key: string; caPem: string };
+  /** Another build's server entry point (bench/scale.ts compares builds); dist/src/server/main.js by default. */
+  readonly entry?: string;
+  /** Extra environment (e.g. npm start's MALLOC_ARENA_MAX). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** How long start() waits for /readyz (default 30 s). */
+  readonly readyTimeoutMs?: number;
 }
 
 /** Applies deploy/base (webhook pointed at a free loopback port), then starts mesh-guard there. */
@@ -79,13 +85,13 @@ export async function startMeshGuard(cp: ControlPlane, opts: MeshGuardOptions = 
     writeConfig,
     process: () => current!,
     async start() {
-      const p = await spawnServer({ PORT: String(port), CONFIG_FILE: configFile, KUBECONFIG: kubeconfig });
+      const p = await spawnServer({ ...opts.env, PORT: String(port), CONFIG_FILE: configFile, KUBECONFIG: kubeconfig }, opts.entry);
       fs.writeFileSync(path.join(p.dir, 'ca.crt'), caPem);
       if (runDir && p.child.pid) fs.writeFileSync(path.join(runDir, `mesh-guard-${p.child.pid}.pid`), String(p.child.pid));
       void p.exited.then(() => runDir && fs.rmSync(path.join(runDir, `mesh-guard-${p.child.pid}.pid`), { force: true }));
       all.push(p);
       current = p;
-      await waitReady(p, 30_000);
+      await waitReady(p, opts.readyTimeoutMs ?? 30_000);
     },
     async stop() {
       const p = current;

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { KubernetesObjectApi, PatchStrategy, type KubernetesObject, type KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments, parse } from 'yaml';
-import { repoRoot } from '../../support/review.js';
+import { repoRoot } from '../../support/repo-root.js';
 
 const FIELD_MANAGER = 'mesh-guard-e2e';
 const DEPLOY_BASE = path.join(repoRoot, 'deploy/base');
