@@ -48,4 +48,4 @@ EXPOSE 8443
 # misses per review; a no-op, without a warning, where it does not), and an 8 MiB semi-space,
 # which caps V8's young generation at 16 MiB instead of 32 MiB and keeps ~15 MiB off the
 # resident size under load at no measurable CPU cost (bench/RESULTS.md, changes 8 and 16).
-CMD ["--use-largepages=silent", "--max-semi-space-size=8", "dist/src/server/main.js"]
+CMD ["--max-semi-space-size=8", "dist/src/server/main.js"]

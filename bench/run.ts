@@ -5,7 +5,7 @@
  *   npm run bench                 3 repetitions, table printed and written to bench/RESULTS.md
  *   npm run bench -- --smoke      a few hundred requests per server, checks only (CI); no file written
  *   npm run bench -- --reps=5 --no-write
- *   npm run bench -- --without=--use-largepages   mesh-guard without that `npm start` flag (or env
+ *   npm run bench -- --without=--max-semi-space-size   mesh-guard without that `npm start` flag (or env
  *                                 variable); repeatable; never written, for trying a flag
  *
  * Servers are pinned to CPU 1 and the load generator to CPU 0 when `taskset` exists and

@@ -5,7 +5,7 @@ import path from 'node:path';
  * The environment and node flags mesh-guard runs with, taken from `npm start` (the image's
  * ENV and CMD carry the same ones; test/deploy-image.test.ts keeps them in step), so the
  * benchmarks run the server as users run it. `without` drops the flags and env variables that
- * start with one of its prefixes (`npm run bench -- --without=--use-largepages`).
+ * start with one of its prefixes (`npm run bench -- --without=--max-semi-space-size`).
  */
 export function startCommand(repoRoot: string, without: readonly string[] = []): { env: Record<string, string>; flags: string[] } {
   const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: { start: string } };

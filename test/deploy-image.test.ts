@@ -2,7 +2,7 @@
  * No Docker engine runs here, so this test checks the Dockerfile's shape and then performs its
  * steps by hand: production-only `npm ci` (the exact command of the deps stage, plus
  * --prefer-offline to use the local cache) in an empty directory, the TypeScript build of the
- * build stage (test/global-setup.ts runs it), the runtime stage's copies, and its command: `node --use-largepages=silent --max-semi-space-size=8 dist/src/server/main.js`
+ * build stage (test/global-setup.ts runs it), the runtime stage's copies, and its command: `node --max-semi-space-size=8 dist/src/server/main.js`
  * with the certificate files and config file configured the way the Deployment does. It
  * passes when /readyz answers 200 over HTTPS, the process wrote nothing into the app directory
  * (the pod's root filesystem is read-only), and SIGTERM stops it cleanly. The server runs on the
@@ -75,7 +75,7 @@ describe('Dockerfile', () => {
     // Exec form (no shell), running the compiled server with the image's node entrypoint and
     // the node flags of `npm start` (which the benchmark also runs with).
     const start = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ');
-    expect(start).toEqual(['MALLOC_ARENA_MAX=2', 'node', '--use-largepages=silent', '--max-semi-space-size=8', 'dist/src/server/main.js']);
+    expect(start).toEqual(['MALLOC_ARENA_MAX=2', 'node', '--max-semi-space-size=8', 'dist/src/server/main.js']);
     expect(rt.lines).toContain(`CMD [${start.slice(2).map((w) => JSON.stringify(w)).join(', ')}]`);
     expect(rt.lines).toContain(`ENV NODE_ENV=production ${start[0]}`);
   });
