@@ -66,7 +66,7 @@ import {
   type SettingsLookup,
   type SettingsRef,
 } from './peer-settings.js';
-import { pagedList } from './paged-list.js';
+import { pagedList, type PageParams } from './paged-list.js';
 import { trimNamespace, trimService } from './trim.js';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -269,7 +269,7 @@ class KubeClusterView implements ClusterView {
       log,
       timing,
     };
-    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (o) => pagedList((page) => this.core.listNamespace(page, o), trimNamespace), undefined, hooks, trimNamespace);
+    this.nsInformer = new ManagedInformer<V1Namespace>('namespaces', kc, '/api/v1/namespaces', (page, o) => this.core.listNamespace(page, o), undefined, hooks, trimNamespace);
     const agNs = cfg.activeGateNamespace;
     const selector = cfg.activeGateLabelSelector;
     this.svcInformer = agNs
@@ -277,7 +277,7 @@ class KubeClusterView implements ClusterView {
           'activegate-services',
           kc,
           `/api/v1/namespaces/${encodeURIComponent(agNs)}/services`,
-          (o) => pagedList((page) => this.core.listNamespacedService({ namespace: agNs, labelSelector: selector, ...page }, o), trimService),
+          (page, o) => this.core.listNamespacedService({ namespace: agNs, labelSelector: selector, ...page }, o),
           selector,
           hooks,
           trimService,
@@ -286,7 +286,7 @@ class KubeClusterView implements ClusterView {
           'activegate-services',
           kc,
           '/api/v1/services',
-          (o) => pagedList((page) => this.core.listServiceForAllNamespaces({ labelSelector: selector, ...page }, o), trimService),
+          (page, o) => this.core.listServiceForAllNamespaces({ labelSelector: selector, ...page }, o),
           selector,
           hooks,
           trimService,
@@ -297,7 +297,7 @@ class KubeClusterView implements ClusterView {
       'mutatingwebhookconfigurations',
       kc,
       '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
-      (o) => admission.listMutatingWebhookConfiguration({}, o),
+      (page, o) => admission.listMutatingWebhookConfiguration(page, o),
       undefined,
       hooks,
       trimConfiguration,
@@ -558,7 +558,8 @@ interface InformerHooks {
   readonly timing: ClusterViewTiming;
 }
 
-type ListCall<T extends KubernetesObject> = (options: ConfigurationOptions) => Promise<KubernetesListObject<T>>;
+/** One page of an informer's list (paged-list.ts); the informer trims each page before the next. */
+type ListCall<T extends KubernetesObject> = (page: PageParams, options: ConfigurationOptions) => Promise<KubernetesListObject<T>>;
 
 /** What GuardedWatch needs from its informer. */
 interface WatchOwner {
@@ -619,8 +620,8 @@ class ManagedInformer<T extends KubernetesObject> implements WatchOwner {
       this.inflight.add(ctrl);
       const timer = setTimeout(() => ctrl.abort(), hooks.timing.listTimeoutMs);
       try {
-        const answer = await list(withSignal(ctrl.signal));
-        return trim ? { ...answer, items: answer.items.map(trim) } : answer;
+        const options = withSignal(ctrl.signal);
+        return await pagedList((page) => list(page, options), trim ?? ((o) => o));
       } finally {
         clearTimeout(timer);
         this.inflight.delete(ctrl);
@@ -834,10 +835,10 @@ class SettingsWatcher {
     const hooks: InformerHooks = { ...this.hooks, onHealthChange };
     // The list answers full Deployments / ConfigMaps; ManagedInformer trims every item before the cache sees it.
     type FullList = Promise<KubernetesListObject<KubernetesObject>>;
-    const [apiPath, list]: [string, (o: ConfigurationOptions) => FullList] =
+    const [apiPath, list]: [string, (page: PageParams, o: ConfigurationOptions) => FullList] =
       ref.kind === 'consul-injector'
-        ? [`/apis/apps/v1/namespaces/${namespace}/deployments`, (o) => this.apps.listNamespacedDeployment({ namespace, fieldSelector }, o)]
-        : [`/api/v1/namespaces/${namespace}/configmaps`, (o) => this.core.listNamespacedConfigMap({ namespace, fieldSelector }, o)];
+        ? [`/apis/apps/v1/namespaces/${namespace}/deployments`, (page, o) => this.apps.listNamespacedDeployment({ namespace, fieldSelector, ...page }, o)]
+        : [`/api/v1/namespaces/${namespace}/configmaps`, (page, o) => this.core.listNamespacedConfigMap({ namespace, fieldSelector, ...page }, o)];
     const informer = new ManagedInformer<TrimmedSettings>(describeRef(ref), this.kc, apiPath, list as ListCall<TrimmedSettings>, undefined, hooks, trim, fieldSelector);
     for (const event of ['add', 'update', 'delete'] as const) informer.lw.on(event, () => (this.cached = undefined));
     return informer;
